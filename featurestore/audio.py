@@ -1,0 +1,128 @@
+"""Decode an audio file once to float32 mono, and resample it per model.
+
+Decoding uses libsndfile (through soundfile): WAV, FLAC, OGG/Vorbis/Opus, MP3, AIFF and
+the other formats it lists. Multichannel audio is **downmixed by the mean over channels**,
+as openl3, crepe and madmom do. Files are read in blocks, so memory holds the mono
+signal, not the multichannel one. Resampling uses soxr at its "HQ" quality (steep
+low-pass, ~ -140 dB stopband), once per (song, rate).
+
+Every failure is an :class:`~featurestore.errors.AudioError` naming the file and the reason.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import AudioError
+
+#: extensions fstore treats as audio when scanning a folder (decoding decides in the end)
+AUDIO_EXTENSIONS = frozenset(
+    ".wav .wave .flac .ogg .oga .opus .mp3 .aif .aiff .aifc .au .snd .caf .w64 .rf64 .m4a .aac .wma".split()
+)
+#: frames per block when decoding (about 1M frames: bounded memory for any channel count)
+BLOCK_FRAMES = 1 << 20
+#: soxr quality used for every resampling
+RESAMPLE_QUALITY = "HQ"
+
+
+@dataclass(frozen=True)
+class Audio:
+    """A decoded song: mono float32 samples at the file's own rate."""
+
+    samples: np.ndarray  # shape (n,), float32
+    sample_rate: int
+    channels: int
+
+    @property
+    def duration_s(self) -> float:
+        return self.samples.shape[0] / self.sample_rate
+
+
+def decode(path: str | os.PathLike[str]) -> Audio:
+    """Read a whole file as float32 mono (mean over channels).
+
+    Raises
+    ------
+    AudioError
+        unreadable or unknown format, no samples, fewer samples than the header declares,
+        or NaN/inf samples.
+    """
+    import soundfile as sf
+
+    path = Path(path)
+    try:
+        with sf.SoundFile(path) as f:
+            sample_rate, channels, declared = f.samplerate, f.channels, f.frames
+            if declared == 0:
+                raise AudioError(path, "contains no audio samples (0 frames)")
+            mono = np.empty(declared, dtype=np.float32)
+            n = 0
+            while n < declared:
+                block = f.read(min(BLOCK_FRAMES, declared - n), dtype="float32", always_2d=True)
+                if block.shape[0] == 0:
+                    break
+                if not np.isfinite(block).all():
+                    raise AudioError(path, f"contains NaN or infinite samples (near {n / sample_rate:.2f} s)")
+                mono[n : n + block.shape[0]] = block[:, 0] if channels == 1 else block.mean(axis=1)
+                n += block.shape[0]
+    except AudioError:
+        raise
+    except sf.LibsndfileError as e:
+        raise AudioError(path, f"cannot decode as audio ({e.error_string})") from e
+    except (OSError, RuntimeError, ValueError) as e:
+        raise AudioError(path, f"cannot read ({e})") from e
+    if n < declared:
+        raise AudioError(path, f"truncated: header declares {declared} frames, only {n} could be read")
+    if sample_rate <= 0:
+        raise AudioError(path, f"invalid sample rate {sample_rate}")
+    return Audio(mono, int(sample_rate), int(channels))
+
+
+def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
+    """Resample mono float32 audio with soxr (quality :data:`RESAMPLE_QUALITY`).
+
+    Parameters
+    ----------
+    samples : np.ndarray [shape=(n,), float32]
+    from_rate, to_rate : int
+        Sample rates in Hz.
+
+    Returns
+    -------
+    np.ndarray [shape=(ceil(n * to_rate / from_rate),), float32]
+    """
+    if from_rate == to_rate:
+        return samples
+    import soxr
+
+    return soxr.resample(samples, from_rate, to_rate, quality=RESAMPLE_QUALITY).astype(np.float32, copy=False)
+
+
+class SongAudio:
+    """One song's audio for one pass of the pipeline: decoded once, resampled once per rate."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._audio: Audio | None = None
+        self._by_rate: dict[int, np.ndarray] = {}
+
+    @property
+    def audio(self) -> Audio:
+        if self._audio is None:
+            self._audio = decode(self.path)
+        return self._audio
+
+    @property
+    def duration_s(self) -> float:
+        return self.audio.duration_s
+
+    def at(self, rate: int) -> np.ndarray:
+        """Mono float32 samples at ``rate`` Hz, shape (n,); computed once per rate."""
+        if rate not in self._by_rate:
+            a = self.audio
+            self._by_rate[rate] = resample(a.samples, a.sample_rate, rate)
+        return self._by_rate[rate]

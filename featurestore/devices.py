@@ -1,0 +1,33 @@
+"""Device and precision choices shared by the torch extractors (no torch import at module load)."""
+
+from __future__ import annotations
+
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when a CUDA device is usable, else ``cpu``; ``cuda:N`` passes through."""
+    if device != "auto":
+        if device.startswith("cuda"):
+            import torch
+
+            if not torch.cuda.is_available():
+                raise ValueError(f"--device {device}: no CUDA device is available here")
+        elif device != "cpu":
+            raise ValueError(f"unknown device {device!r}; use one of {', '.join(DEVICES)} or cuda:N")
+        return device
+    try:
+        import torch
+    except ImportError:
+        return "cpu"
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """``auto`` -> ``bf16`` on CUDA, ``fp32`` on CPU (the parity-exact default); others pass through."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        return precision
+    return "bf16" if device.startswith("cuda") else "fp32"

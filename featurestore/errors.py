@@ -1,0 +1,45 @@
+"""Exceptions with messages a user can act on. Each names the file or model concerned."""
+
+from __future__ import annotations
+
+
+class FstoreError(Exception):
+    """Base class of fstore's own errors."""
+
+
+class AudioError(FstoreError):
+    """A file that cannot be turned into usable audio (unreadable, empty, NaN/inf, ...)."""
+
+    def __init__(self, path: object, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+
+class AudioTooShort(FstoreError):
+    """Input shorter than a model accepts (message says how long it is and what is needed)."""
+
+
+class WeightsUnavailable(FstoreError):
+    """A model's weights cannot be found or fetched; the message says where to put them."""
+
+    def __init__(self, model: str, what: str, *, cache_dir: object = None, how: str = "") -> None:
+        parts = [f"{model}: weights not available: {what}"]
+        if cache_dir is not None:
+            parts.append(f"cache folder: {cache_dir}")
+        if how:
+            parts.append(how)
+        super().__init__(". ".join(parts))
+        self.model = model
+
+
+class WeightsChecksumError(FstoreError):
+    """A weight file whose sha256 differs from the published one."""
+
+
+class InvalidSongId(FstoreError, ValueError):
+    """A song id that could escape the store or is not a valid Zarr path."""
+
+
+class StoreError(FstoreError):
+    """The store cannot be read or written as required (read-only, disk full, not an fstore store)."""

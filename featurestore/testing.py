@@ -1,0 +1,167 @@
+"""The conformance suite every extractor passes (like zarr-python's ``StoreTests``).
+
+A model's test module subclasses :class:`ExtractorContract` and implements
+:meth:`~ExtractorContract.make_extractor`; pytest then runs every ``test_*`` below
+against it. Signals are generated here, so the suite needs no data files.
+
+    class TestCrepeContract(ExtractorContract):
+        alternative_options = {"viterbi": False}
+        def make_extractor(self, **options):
+            return Crepe(capacity="tiny", **options)
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from fractions import Fraction
+from typing import Any, ClassVar
+
+import numpy as np
+import pytest
+
+from .errors import AudioTooShort
+from .extractors import registry
+from .extractors.base import Extractor
+
+#: modules an extractor module must not import at import time
+HEAVY_MODULES = ("torch", "transformers", "onnxruntime", "madmom", "h5py")
+
+
+def test_signal(n_samples: int, sample_rate: int, seed: int = 0) -> np.ndarray:
+    """A deterministic music-like test signal: two harmonic tones, clicks and a little noise (float32)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n_samples) / sample_rate
+    x = 0.4 * np.sin(2 * np.pi * 220.0 * t) + 0.2 * np.sin(2 * np.pi * 330.0 * t * (1 + 0.1 * t))
+    x[:: max(1, sample_rate // 2)] += 0.8  # a click every 0.5 s
+    x += 0.01 * rng.standard_normal(n_samples)
+    return x.astype(np.float32)
+
+
+test_signal.__test__ = False  # a helper, not a pytest test
+
+
+class ExtractorContract:
+    """Shared tests; subclasses provide :meth:`make_extractor` and may tune the class attributes."""
+
+    #: input durations (seconds) whose output shape and dtype are checked
+    durations_s: ClassVar[tuple[float, ...]] = (0.25, 1.0, 2.37)
+    #: options that must change the fingerprint (empty: not tested)
+    alternative_options: ClassVar[dict[str, Any]] = {}
+    #: max |n_frames(N) - N / hop| for the "frame count follows the duration" check
+    frame_count_slack: ClassVar[float] = 2.0
+    device: ClassVar[str] = "cpu"
+
+    def make_extractor(self, **options: Any) -> Extractor:
+        """A new, unloaded extractor with test-sized settings plus ``options``."""
+        raise NotImplementedError
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def extractor(cls) -> Extractor:
+        ext = cls().make_extractor()
+        ext.load(cls.device)
+        return ext
+
+    def _samples(self, ext: Extractor, seconds: float) -> np.ndarray:
+        return test_signal(max(1, round(seconds * ext.time_axis.sample_rate)), ext.time_axis.sample_rate)
+
+    # -- description -----------------------------------------------------------------------------
+    def test_registered_under_its_name(self, extractor: Extractor) -> None:
+        assert registry.get(extractor.name) is type(extractor)
+
+    def test_time_axis_is_exact(self, extractor: Extractor) -> None:
+        ax = extractor.time_axis
+        assert ax.hop == Fraction(ax.hop_samples, ax.sample_rate) and ax.hop > 0
+        assert ax.t0 == Fraction(ax.t0_samples, ax.sample_rate) and ax.t0 >= 0
+        assert ax.frame_rate_hz == pytest.approx(ax.sample_rate / ax.hop_samples)
+        times = ax.times(5)
+        np.testing.assert_allclose(times, [float(ax.t0 + i * ax.hop) for i in range(5)], rtol=0, atol=1e-12)
+
+    def test_dims_and_names_agree(self, extractor: Extractor) -> None:
+        dims = extractor.dims
+        assert "time" in dims and len(set(dims)) == len(dims)
+        shape = extractor.output_shape(extractor.time_axis.sample_rate)
+        assert len(shape) == len(dims)
+        if extractor.feature_names is not None:
+            assert "feature" in dims
+            assert shape[dims.index("feature")] == len(extractor.feature_names)
+        units = extractor.units
+        if isinstance(units, dict):
+            assert extractor.feature_names is not None and set(units) == set(extractor.feature_names)
+
+    def test_group_attrs_are_json(self, extractor: Extractor) -> None:
+        attrs = extractor.group_attrs()
+        assert json.loads(json.dumps(attrs)) == attrs
+        assert attrs["fingerprint"] == extractor.fingerprint
+
+    # -- output ----------------------------------------------------------------------------------
+    def test_shape_dtype_and_frame_formula(self, extractor: Extractor) -> None:
+        for seconds in self.durations_s:
+            x = self._samples(extractor, seconds)
+            if x.shape[0] < extractor.min_samples:
+                continue
+            y = extractor.extract(x)
+            assert y.dtype == np.float32
+            assert y.shape == extractor.output_shape(x.shape[0])
+            assert np.isfinite(y).all(), f"non-finite output for {seconds} s"
+
+    def test_frame_count_follows_duration(self, extractor: Extractor) -> None:
+        hop = extractor.time_axis.hop_samples
+        for n in (10 * hop + 7, 1000 * hop, 1000 * hop + hop - 1, 123457):
+            assert abs(extractor.n_frames(n) - n / hop) <= self.frame_count_slack, n
+        # one more hop of input gives exactly one more frame
+        n = 50 * hop + 3
+        assert extractor.n_frames(n + hop) == extractor.n_frames(n) + 1
+
+    def test_deterministic(self, extractor: Extractor) -> None:
+        x = self._samples(extractor, 1.3)
+        np.testing.assert_array_equal(extractor.extract(x), extractor.extract(x.copy()))
+
+    def test_silence_gives_finite_output(self, extractor: Extractor) -> None:
+        y = extractor.extract(np.zeros(extractor.time_axis.sample_rate, dtype=np.float32))
+        assert np.isfinite(y).all()
+
+    def test_shortest_input(self, extractor: Extractor) -> None:
+        n = extractor.min_samples
+        y = extractor.extract(self._samples(extractor, 1.0)[:n])
+        assert y.shape == extractor.output_shape(n) and y.shape[extractor.dims.index("time")] >= 1
+        if n > 1:
+            with pytest.raises(AudioTooShort):
+                extractor.extract(np.zeros(n - 1, dtype=np.float32))
+
+    def test_batch_equals_single(self, extractor: Extractor) -> None:
+        waves = [self._samples(extractor, s) for s in (0.7, 1.1)]
+        for got, wave in zip(extractor.extract_batch(waves), waves):
+            np.testing.assert_allclose(got, extractor.extract(wave), rtol=1e-5, atol=1e-5)
+
+    def test_rejects_multichannel_input(self, extractor: Extractor) -> None:
+        with pytest.raises(ValueError):
+            extractor.extract(np.zeros((2, extractor.time_axis.sample_rate), dtype=np.float32))
+
+    def test_extract_before_load_is_an_error(self) -> None:
+        with pytest.raises(RuntimeError, match="load"):
+            self.make_extractor().extract(np.zeros(16000, dtype=np.float32))
+
+    # -- identity --------------------------------------------------------------------------------
+    def test_fingerprint_is_stable(self, extractor: Extractor) -> None:
+        again = self.make_extractor()
+        assert again.fingerprint == extractor.fingerprint
+        assert len(extractor.fingerprint) == 64 and int(extractor.fingerprint, 16) >= 0
+
+    def test_fingerprint_follows_options(self, extractor: Extractor) -> None:
+        if not self.alternative_options:
+            assert not extractor.config.fingerprinted(), "declare alternative_options to test them"
+            return
+        assert self.make_extractor(**self.alternative_options).fingerprint != extractor.fingerprint
+
+    def test_module_import_is_light(self, extractor: Extractor) -> None:
+        module = type(extractor).__module__
+        code = (
+            "import sys, featurestore, featurestore.extractors.registry as r, importlib\n"
+            f"importlib.import_module({module!r}); r.get({extractor.name!r}).weights_info()\n"
+            f"print(','.join(m for m in {HEAVY_MODULES!r} if m in sys.modules))"
+        )
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == "", f"importing {module} loads {out.stdout.strip()}"
