@@ -29,3 +29,28 @@ def _has_cuda() -> bool:
 
 
 requires_gpu = pytest.mark.skipif(not _has_cuda(), reason="needs a CUDA device")
+
+
+@pytest.fixture
+def fake_models(monkeypatch):
+    """Register the test extractors ``fake`` and ``slow`` (tests/fakes.py) in the registry."""
+    from featurestore.extractors import registry
+
+    from .fakes import FAKES
+
+    monkeypatch.setattr(registry, "BUILTIN", {**registry.BUILTIN, **FAKES})
+    return list(FAKES)
+
+
+def write_wav(path: Path, seconds: float, rate: int = 22050, channels: int = 1, freq: float = 440.0,
+              subtype: str = "PCM_16", fmt: str | None = None) -> Path:
+    """A sine test file (mono or several channels) written with soundfile."""
+    import numpy as np
+    import soundfile as sf
+
+    t = np.arange(int(seconds * rate)) / rate
+    wave = 0.3 * np.sin(2 * np.pi * freq * t)
+    data = np.stack([wave * (1 + 0.1 * c) for c in range(channels)], axis=1) if channels > 1 else wave
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, data.astype("float32"), rate, subtype=subtype, format=fmt)
+    return path

@@ -1,0 +1,319 @@
+"""The ``fstore`` command line: extract, export-npy, info, models, validate.
+
+Exit codes: 0 everything succeeded, 1 something failed (a file, a model's weights, the
+store), 2 usage error, 130 interrupted (Ctrl-C; finished songs are kept).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional, Sequence
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from .errors import FstoreError, StoreError, WeightsUnavailable
+
+app = typer.Typer(
+    name="fstore",
+    help="Time-aligned audio features (OpenL3, CREPE, madmom, MERT) for a folder of songs, in one Zarr store.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+console = Console(stderr=True)
+out = Console()
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+def parse_models(values: Sequence[str] | None, extra: Sequence[str] = ()) -> list[str] | None:
+    """Model names from repeated, comma- or space-separated ``--models`` values; None means all."""
+    from .extractors import registry
+
+    names = [n for v in list(values or []) + list(extra) for n in re.split(r"[,\s]+", v) if n]
+    if not names:
+        return None
+    valid = registry.names()
+    unknown = [n for n in names if n not in valid]
+    if unknown:
+        raise typer.BadParameter(f"unknown model(s): {', '.join(unknown)}; valid models: {', '.join(valid)}", param_hint="--models")
+    return list(dict.fromkeys(names))
+
+
+def model_options(names: Sequence[str], precision: str, **per_model: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Options for each named model's Config: its own flags, plus ``precision`` for torch models."""
+    from .extractors import registry
+    from .extractors.base import config_fields
+
+    options: dict[str, dict[str, Any]] = {}
+    for name in names:
+        fields = config_fields(registry.get(name).Config)
+        opts = {k: v for k, v in per_model.get(name, {}).items() if k in fields and v is not None}
+        if "precision" in fields:
+            opts["precision"] = precision
+        options[name] = opts
+    return options
+
+
+class RichReporter:
+    """Progress bars (overall and per model, with elapsed time and ETA) and, if verbose, a line per result."""
+
+    def __init__(self, verbose: bool) -> None:
+        self.verbose = verbose
+        self.progress = Progress(
+            TextColumn("[bold]{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=False,
+        )
+        self.tasks: dict[str, Any] = {}
+        self.summary = None  # set by end(), also when the run ends by an exception
+
+    def start(self, n_songs: int, models: Sequence[str]) -> None:
+        self.progress.start()
+        self.tasks["songs"] = self.progress.add_task("all", total=n_songs)
+        for m in models:
+            self.tasks[m] = self.progress.add_task(m, total=n_songs)
+
+    def song(self, file) -> None:
+        if self.tasks.get("_last") is not None:
+            self.progress.advance(self.tasks["songs"])
+        self.tasks["_last"] = file
+
+    def result(self, r) -> None:
+        self.progress.advance(self.tasks[r.model])
+        if r.status == "failed":
+            self.progress.console.print(f"[red]failed[/] {r.model} {r.path}: {r.error}")
+        elif self.verbose and r.status == "done":
+            self.progress.console.print(
+                f"{r.model:<7} {r.path}  shape {r.shape}  {r.duration_s:.2f} s audio in {r.seconds:.2f} s"
+            )
+        elif self.verbose:
+            self.progress.console.print(f"{r.model:<7} {r.path}  skipped (complete, same fingerprint and source)")
+
+    def end(self, summary) -> None:
+        self.summary = summary
+        if self.tasks.get("_last") is not None and not summary.interrupted:
+            self.progress.advance(self.tasks["songs"])
+        self.progress.stop()
+
+
+def print_summary(summary, unavailable: dict[str, str]) -> None:
+    table = Table(title="fstore extract", show_lines=False)
+    for col in ("model", "done", "skipped", "failed", "seconds"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for model, t in summary.totals.items():
+        table.add_row(model, str(t.done), str(t.skipped), f"[red]{t.failed}[/]" if t.failed else "0", f"{t.seconds:.1f}")
+    for model in unavailable:
+        table.add_row(model, "-", "-", "-", "[yellow]weights unavailable[/]")
+    console.print(table)
+    console.print(f"decode + resample {summary.decode_seconds:.1f} s, wall {summary.wall_seconds:.1f} s")
+    for path, reason in summary.scan_errors:
+        console.print(f"[red]unusable[/] {path}: {reason}")
+    if summary.failures:
+        console.print(f"[red]{len(summary.failures)} failed[/]:")
+        for r in summary.failures:
+            console.print(f"  {r.model:<7} {r.path}: {r.error}")
+    for model, message in unavailable.items():
+        console.print(f"[yellow]{model} left out[/]: {message}")
+    if summary.interrupted:
+        console.print("[yellow]interrupted[/]: finished songs are complete; run again with --skip-existing to resume")
+
+
+# -- commands --------------------------------------------------------------------------------------
+@app.command(context_settings={"allow_extra_args": True})
+def extract(
+    ctx: typer.Context,
+    audio_dir: Annotated[Path, typer.Option("--audio-dir", "--audio_dir", help="Folder of audio files, searched recursively.")] = Path("audio_files"),
+    store: Annotated[str, typer.Option("--store", help="Zarr store to write (local path or fsspec URL).")] = "features.zarr",
+    models: Annotated[Optional[list[str]], typer.Option("--models", "-m", help="Models to run: repeat, or separate by commas/spaces. Default: all (openl3, crepe, madmom, mert).")] = None,
+    skip_existing: Annotated[bool, typer.Option("--skip-existing", "--skip_existing", help="Skip a (song, model) already complete with the same fingerprint and an unchanged source file.")] = False,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Only redo the (song, model) pairs whose failure is recorded in the store.")] = False,
+    output_base: Annotated[Optional[Path], typer.Option("--output-base", "--output_base", help="Also write <output-base>/<model>/<song>.npy as songs finish.")] = None,
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or auto (CUDA when available).")] = "auto",
+    precision: Annotated[str, typer.Option("--precision", help="fp32, bf16, fp16 or auto (fp32 on CPU, bf16 on CUDA) for the torch models.")] = "auto",
+    crepe_capacity: Annotated[str, typer.Option("--crepe-capacity", help="CREPE model size: tiny, small, medium, large, full.")] = "full",
+    crepe_viterbi: Annotated[bool, typer.Option("--crepe-viterbi/--no-crepe-viterbi", help="Smooth CREPE's pitch with its Viterbi decoder.")] = True,
+    openl3_weights: Annotated[Optional[Path], typer.Option("--openl3-weights", envvar="FSTORE_OPENL3_WEIGHTS", help="Local openl3_audio_mel256_music.h5 (else downloaded once into the cache).")] = None,
+    mert_model: Annotated[Optional[Path], typer.Option("--mert-model", envvar="FSTORE_MERT_MODEL", help="Local MERT-v1-95M snapshot folder (else the Hugging Face cache/hub).")] = None,
+    mert_layers: Annotated[str, typer.Option("--mert-layers", help="MERT hidden states to store: last, all, or indices like 6,7,8.")] = "last",
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="A line per file and model: shape, time, rate.")] = False,
+) -> None:
+    """Extract features of every audio file under --audio-dir into --store."""
+    from . import pipeline
+    from .devices import resolve_device, resolve_precision
+    from .extractors import registry
+    from .store import FeatureStore
+
+    extra = list(ctx.args)
+    named = parse_models(models, extra if models else ())
+    if extra and not models:
+        raise typer.BadParameter(f"unexpected argument(s): {' '.join(extra)}")
+    try:
+        device = resolve_device(device)
+        precision = resolve_precision(precision, device)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from e
+    try:
+        found = pipeline.discover(audio_dir)
+    except FileNotFoundError as e:
+        raise typer.BadParameter(str(e), param_hint="--audio-dir") from e
+    selected = named or registry.names()
+    options = model_options(
+        selected,
+        precision,
+        crepe={"capacity": crepe_capacity, "viterbi": crepe_viterbi},
+        openl3={"weights_path": str(openl3_weights) if openl3_weights else None},
+        mert={"model_path": str(mert_model) if mert_model else None, "layers": mert_layers},
+    )
+
+    extractors, unavailable = [], {}
+    for name in selected:
+        try:
+            ext = registry.create(name, **options[name])
+            ext.weights()
+        except WeightsUnavailable as e:
+            unavailable[name] = str(e)
+            console.print(f"[yellow]{name}: left out of this run[/] — {e}")
+            continue
+        except (ValueError, TypeError, FstoreError) as e:
+            raise typer.BadParameter(f"{name}: {e}") from e
+        extractors.append(ext)
+
+    console.print(
+        f"{len(found.files)} audio files in {audio_dir} ({found.skipped_non_audio} non-audio and "
+        f"{found.skipped_hidden} hidden skipped); models: {', '.join(e.name for e in extractors) or 'none'}; "
+        f"device {device}, precision {precision}"
+    )
+    for note in found.notes:
+        console.print(f"[cyan]note[/]: {note}")
+    if not extractors:
+        console.print("[red]no model can run[/]")
+        raise typer.Exit(1)
+
+    try:
+        target = FeatureStore(store, mode="a")
+    except StoreError as e:
+        console.print(f"[red]{e}[/]")
+        raise typer.Exit(1)
+    for ext in extractors:
+        ext.load(device)
+
+    summary = None
+    reporter = RichReporter(verbose)
+    run_options = pipeline.RunOptions(skip_existing=skip_existing, retry_failed=retry_failed, output_base=output_base)
+    code = 0
+    try:
+        summary = pipeline.run(target, found.files, extractors, run_options, reporter)
+    except KeyboardInterrupt:
+        code = 130
+    except StoreError as e:
+        console.print(f"[red]stopped: {e}[/]")
+        code = 1
+    summary = summary or reporter.summary
+    summary.scan_errors.extend(found.errors)
+    print_summary(summary, unavailable)
+    if code == 0 and (not summary.ok or (unavailable and named)):
+        code = 1
+    raise typer.Exit(code)
+
+
+@app.command("export-npy")
+def export_npy(
+    store: Annotated[str, typer.Option("--store", help="Store to read.")] = "features.zarr",
+    output_base: Annotated[Path, typer.Option("--output-base", "--output_base", help="Folder of the classic layout.")] = Path("output/embeddings"),
+    models: Annotated[Optional[list[str]], typer.Option("--models", "-m", help="Models to export (default: all in the store).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing .npy files.")] = False,
+) -> None:
+    """Write <output-base>/<model>/<song>.npy (float32; (T,512), (T,2), (T,), (T,768)) for every complete song."""
+    from .export import export_npy as do_export
+    from .store import FeatureStore
+
+    try:
+        report = do_export(FeatureStore(store, mode="r"), output_base, parse_models(models), overwrite=overwrite)
+    except (StoreError, KeyError) as e:
+        console.print(f"[red]{e}[/]")
+        raise typer.Exit(1)
+    for model, n in report.written.items():
+        kept = report.kept[model]
+        out.print(f"{model}: {n} written to {output_base / model}" + (f", {kept} kept (use --overwrite)" if kept else ""))
+
+
+@app.command()
+def info(store: Annotated[str, typer.Argument(help="Store to describe.")] = "features.zarr") -> None:
+    """Models, songs, frame rates, completeness and failures of a store."""
+    from .read import open_store
+
+    try:
+        reader = open_store(store)
+    except StoreError as e:
+        console.print(f"[red]{e}[/]")
+        raise typer.Exit(1)
+    summary = reader.info()
+    table = Table(title=f"{store}")
+    for col in ("model", "songs", "incomplete", "failed", "frame rate", "t0", "dims", "variant"):
+        table.add_column(col)
+    for model, m in summary["models"].items():
+        table.add_row(model, str(m["songs"]), str(m["incomplete"]), str(m["failed"]), f"{m['frame_rate_hz']:g} Hz",
+                      f"{m['t0_s']:.6g} s", "×".join(m["dims"] or []), str(m["variant"]))
+    out.print(table)
+    for f in reader.failures():
+        out.print(f"[red]failed[/] {f['model']} {f['song_id']}: {f['error']}")
+
+
+@app.command("models")
+def list_models() -> None:
+    """Every model: rates, output dims, where its weights come from and whether they are here."""
+    from .extractors import registry
+
+    table = Table(title="models")
+    for col in ("model", "input", "frame rate", "t0", "output", "weights", "available"):
+        table.add_column(col)
+    for name in registry.names():
+        try:
+            cls = registry.get(name)
+            ext = cls()
+            ax, dims = ext.time_axis, ext.dims
+            shape = "(" + ", ".join("T" if d == "time" else str(ext._dim_size(d)) for d in dims) + ")"
+            info_ = cls.weights_info()
+        except Exception as e:  # a broken third-party extractor must not hide the others
+            table.add_row(name, "-", "-", "-", "-", f"[red]{e}[/]", "no")
+            continue
+        where = info_.description + (f"\n{info_.location}" if info_.location else "") + (f"\n{info_.how_to_provide}" if info_.how_to_provide and not info_.available else "")
+        table.add_row(name, f"{ax.sample_rate} Hz", f"{ax.frame_rate_hz:g} Hz", f"{ax.t0_s:.6g} s", shape, where,
+                      "[green]yes[/]" if info_.available else "[yellow]no[/]")
+    out.print(table)
+
+
+@app.command()
+def validate(
+    store: Annotated[str, typer.Argument(help="Store to check.")] = "features.zarr",
+    fix: Annotated[bool, typer.Option("--fix", help="Remove incomplete arrays (nothing else is touched).")] = False,
+) -> None:
+    """Check a store: schemas, completeness, shapes against each model's time formula, NaN/inf, fingerprints."""
+    from .store import FeatureStore
+    from .validate import validate_store
+
+    try:
+        target = FeatureStore(store, mode="a" if fix else "r")
+    except StoreError as e:
+        console.print(f"[red]{e}[/]")
+        raise typer.Exit(1)
+    report = validate_store(target, fix=fix)
+    for problem in report.problems:
+        out.print(f"[red]{problem.kind}[/] {problem.where}: {problem.message}")
+    for where in report.fixed:
+        out.print(f"[green]removed[/] {where}")
+    out.print(f"{report.checked} arrays checked, {len(report.problems)} problems" + (f", {len(report.fixed)} removed" if fix else ""))
+    raise typer.Exit(0 if report.ok else 1)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

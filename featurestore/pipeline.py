@@ -1,0 +1,329 @@
+"""discover -> decode -> extract -> write, for every (song, model) of a run.
+
+The pipeline knows models only through the extractor contract. It reports through a
+:class:`Reporter` (the CLI draws progress bars with it; tests collect events), never by
+printing. A bad file is a per-(song, model) failure, recorded in the store and the
+summary, and the run goes on; a store that cannot be written (read-only, disk full)
+stops the run, since every later write would fail too.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Protocol, Sequence
+
+import numpy as np
+
+from .audio import AUDIO_EXTENSIONS, SongAudio
+from .errors import AudioError, AudioTooShort, FstoreError, InvalidSongId, StoreError
+from .export import write_npy
+from .extractors.base import Extractor
+from .store import FeatureStore, validate_song_id
+from .weights import sha256_file
+
+
+# -- discovery -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AudioFile:
+    """One input file: where it is, and the song id it is stored under."""
+
+    path: Path
+    relative: str  # path relative to the audio folder, with "/" separators
+    song_id: str
+
+
+@dataclass
+class Discovery:
+    files: list[AudioFile] = field(default_factory=list)
+    skipped_non_audio: int = 0
+    skipped_hidden: int = 0
+    notes: list[str] = field(default_factory=list)  # things the user should know (id clashes, loops)
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) found while scanning
+
+
+def is_audio_name(name: str) -> bool:
+    """Whether a file name looks like audio (known extension or an ``audio/*`` MIME type)."""
+    ext = os.path.splitext(name)[1].lower()
+    if ext in AUDIO_EXTENSIONS:
+        return True
+    mime, _ = mimetypes.guess_type(name, strict=False)
+    return bool(mime and mime.startswith("audio/"))
+
+
+def discover(audio_dir: str | os.PathLike[str]) -> Discovery:
+    """Find audio files under ``audio_dir`` recursively, in sorted order.
+
+    Hidden files and folders (``.name``) are skipped; symlinks are followed once (loops are
+    reported, not followed); directories named like audio files are not files. The song id is
+    the relative path without its extension, unless two files share it (``a.wav``, ``a.mp3``):
+    then both keep their extension and a note says so.
+    """
+    root = Path(audio_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"audio folder {root} does not exist or is not a folder")
+    found = Discovery()
+    seen_dirs: set[tuple[int, int]] = set()
+    candidates: list[tuple[Path, str]] = []
+
+    def walk(folder: Path, rel: str) -> None:
+        try:
+            st = folder.stat()
+        except OSError as e:
+            found.errors.append((str(folder), f"cannot read folder ({e.strerror})"))
+            return
+        key = (st.st_dev, st.st_ino)
+        if key in seen_dirs:
+            found.notes.append(f"{folder}: symlink loop or repeated folder, not followed")
+            return
+        seen_dirs.add(key)
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as e:
+            found.errors.append((str(folder), f"cannot list folder ({e.strerror})"))
+            return
+        for entry in entries:
+            child_rel = f"{rel}/{entry.name}" if rel else entry.name
+            if entry.name.startswith("."):
+                found.skipped_hidden += 1
+                continue
+            try:
+                is_dir = entry.is_dir(follow_symlinks=True)
+                is_file = entry.is_file(follow_symlinks=True)
+            except OSError as e:
+                found.errors.append((entry.path, f"cannot stat ({e.strerror})"))
+                continue
+            if is_dir:
+                walk(Path(entry.path), child_rel)
+            elif is_file and is_audio_name(entry.name):
+                candidates.append((Path(entry.path), child_rel))
+            elif entry.is_symlink() and not is_file and not is_dir:
+                found.errors.append((entry.path, "broken symlink"))
+            else:
+                found.skipped_non_audio += 1
+
+    walk(root, "")
+    stems: dict[str, list[str]] = defaultdict(list)
+    for _, rel in candidates:
+        stems[os.path.splitext(rel)[0]].append(rel)
+    for path, rel in candidates:
+        stem = os.path.splitext(rel)[0]
+        song_id = rel if len(stems[stem]) > 1 else stem
+        try:
+            song_id = validate_song_id(song_id)
+        except InvalidSongId as e:
+            found.errors.append((str(path), str(e)))
+            continue
+        found.files.append(AudioFile(path, rel, song_id))
+    for stem, rels in sorted(stems.items()):
+        if len(rels) > 1:
+            found.notes.append(f"{', '.join(rels)} share the name {stem!r}: their ids keep the extension")
+    return found
+
+
+def source_info(file: AudioFile) -> dict[str, Any]:
+    """What identifies the input file: relative path, size, mtime and sha256."""
+    st = file.path.stat()
+    return {"path": file.relative, "size": st.st_size, "mtime": st.st_mtime, "sha256": sha256_file(file.path)}
+
+
+def source_unchanged(file: AudioFile, stored: dict[str, Any] | None) -> bool:
+    """Cheap check first (size, mtime), then the checksum when only the mtime moved."""
+    if not stored:
+        return False
+    try:
+        st = file.path.stat()
+    except OSError:
+        return False
+    if st.st_size != stored.get("size"):
+        return False
+    if st.st_mtime == stored.get("mtime"):
+        return True
+    return sha256_file(file.path) == stored.get("sha256")
+
+
+# -- results and reporting -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Result:
+    """The outcome of one (song, model)."""
+
+    song_id: str
+    model: str
+    status: str  # "done" | "skipped" | "failed"
+    seconds: float = 0.0
+    shape: tuple[int, ...] | None = None
+    duration_s: float | None = None
+    error: str | None = None
+    path: str | None = None
+
+
+@dataclass
+class ModelTotals:
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class Summary:
+    """What a run did, per model, and every failure with its reason."""
+
+    totals: dict[str, ModelTotals] = field(default_factory=dict)
+    failures: list[Result] = field(default_factory=list)
+    scan_errors: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) from discovery
+    decode_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    interrupted: bool = False
+
+    def add(self, r: Result) -> None:
+        t = self.totals.setdefault(r.model, ModelTotals())
+        setattr(t, r.status, getattr(t, r.status) + 1)
+        t.seconds += r.seconds
+        if r.status == "failed":
+            self.failures.append(r)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures and not self.scan_errors and not self.interrupted
+
+
+class Reporter(Protocol):
+    """Callbacks a run reports through (all optional to act on)."""
+
+    def start(self, n_songs: int, models: Sequence[str]) -> None: ...
+    def song(self, file: AudioFile) -> None: ...
+    def result(self, result: Result) -> None: ...
+    def end(self, summary: Summary) -> None: ...
+
+
+class SilentReporter:
+    def start(self, n_songs: int, models: Sequence[str]) -> None:
+        pass
+
+    def song(self, file: AudioFile) -> None:
+        pass
+
+    def result(self, result: Result) -> None:
+        pass
+
+    def end(self, summary: Summary) -> None:
+        pass
+
+
+# -- the run -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RunOptions:
+    skip_existing: bool = False
+    retry_failed: bool = False  # only (song, model) pairs whose failure is recorded in the store
+    output_base: Path | None = None  # also write <output_base>/<model>/<song_id>.npy
+
+
+def song_attrs(ext: Extractor, n_samples_at_rate: int, duration_s: float, source: dict[str, Any]) -> dict[str, Any]:
+    """The attributes of one song's array (the time axis, its source, what computed it)."""
+    attrs: dict[str, Any] = {
+        "model": ext.name,
+        **ext.time_axis.as_attrs(),
+        "duration_s": duration_s,
+        "n_samples": n_samples_at_rate,
+        "source": source,
+        "fingerprint": ext.fingerprint,
+    }
+    if ext.feature_names is not None:
+        attrs["feature_names"] = list(ext.feature_names)
+    if ext.coords:
+        attrs["coords"] = ext.coords
+    return attrs
+
+
+def _todo(store: FeatureStore, file: AudioFile, extractors: Sequence[Extractor], options: RunOptions,
+          failed: set[tuple[str, str]]) -> tuple[list[Extractor], list[Result]]:
+    """Which models still need this song, and skip results for the rest."""
+    todo, skipped = [], []
+    for ext in extractors:
+        if options.retry_failed and (ext.name, file.song_id) not in failed:
+            continue
+        if options.skip_existing:
+            attrs = store.song_attrs(ext.name, file.song_id)
+            if (
+                attrs is not None
+                and attrs.get("complete") is True
+                and attrs.get("fingerprint") == ext.fingerprint
+                and source_unchanged(file, attrs.get("source"))
+            ):
+                skipped.append(Result(file.song_id, ext.name, "skipped", path=file.relative))
+                continue
+        todo.append(ext)
+    return todo, skipped
+
+
+def process_song(store: FeatureStore, file: AudioFile, extractors: Sequence[Extractor], options: RunOptions,
+                 reporter: Reporter, summary: Summary) -> None:
+    """Decode one file once and run every model that needs it; each result is reported as it lands."""
+    audio = SongAudio(file.path)
+    source: dict[str, Any] | None = None
+    for ext in extractors:
+        t = time.perf_counter()
+        try:
+            if source is None:
+                source = source_info(file)
+                t_dec = time.perf_counter()
+                duration = audio.duration_s  # decodes
+                summary.decode_seconds += time.perf_counter() - t_dec
+            t = time.perf_counter()
+            wave = audio.at(ext.time_axis.sample_rate)
+            data = ext.extract(wave)
+            attrs = song_attrs(ext, int(wave.shape[0]), duration, source)
+            store.write(ext.name, file.song_id, data, ext.dims, attrs)
+            if options.output_base is not None:
+                write_npy(options.output_base, ext.name, file.song_id, data)
+            store.clear_failure(ext.name, file.song_id)
+            result = Result(file.song_id, ext.name, "done", time.perf_counter() - t, data.shape, duration, path=file.relative)
+        except StoreError:
+            raise
+        except (AudioError, AudioTooShort, InvalidSongId, FstoreError, OSError, ValueError, RuntimeError, MemoryError) as e:
+            reason = e.reason if isinstance(e, AudioError) else str(e)
+            store.record_failure(ext.name, file.song_id, reason, type(e).__name__, source)
+            result = Result(file.song_id, ext.name, "failed", time.perf_counter() - t, error=reason, path=file.relative)
+        summary.add(result)
+        reporter.result(result)
+
+
+def run(store: FeatureStore, files: Iterable[AudioFile], extractors: Sequence[Extractor],
+        options: RunOptions = RunOptions(), reporter: Reporter | None = None) -> Summary:
+    """Extract every loaded ``extractor`` for every file into ``store``.
+
+    The extractors must already be loaded (``load(device)``). Model groups are written
+    here, before any song. KeyboardInterrupt stops the run between two writes of the
+    current song at the latest: finished arrays stay complete, the one being computed is
+    never marked complete; the summary says ``interrupted`` and the exception propagates.
+    """
+    reporter = reporter or SilentReporter()
+    files = list(files)
+    summary = Summary(totals={e.name: ModelTotals() for e in extractors})
+    for ext in extractors:
+        store.ensure_model(ext.name, ext.group_attrs())
+    failed = {(f["model"], f["song_id"]) for f in store.failures()} if options.retry_failed else set()
+    start = time.perf_counter()
+    reporter.start(len(files), [e.name for e in extractors])
+    try:
+        for file in files:
+            reporter.song(file)
+            todo, skipped = _todo(store, file, extractors, options, failed)
+            for r in skipped:
+                summary.add(r)
+                reporter.result(r)
+            if todo:
+                process_song(store, file, todo, options, reporter, summary)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+        raise
+    finally:
+        summary.wall_seconds = time.perf_counter() - start
+        reporter.end(summary)
+    return summary
+

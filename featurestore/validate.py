@@ -1,0 +1,113 @@
+"""Check a store: JSON Schemas, completeness, shapes against each model's time formula,
+NaN/inf, fingerprints, and nodes that do not belong.
+
+``fix=True`` removes incomplete arrays only (they are never results); everything else is
+reported, not changed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import numpy as np
+
+from .store import FAILURES, FeatureStore
+
+SCHEMAS = ("root", "time", "group", "array", "failure")
+
+
+@lru_cache(maxsize=None)
+def _validators() -> dict[str, Any]:
+    import jsonschema
+    from referencing import Registry, Resource
+
+    docs = {name: json.loads(resources.files("featurestore").joinpath("schemas", f"{name}.json").read_text()) for name in SCHEMAS}
+    registry = Registry().with_resources((doc["$id"], Resource.from_contents(doc)) for doc in docs.values())
+    return {
+        name: jsonschema.Draft202012Validator(doc, registry=registry, format_checker=jsonschema.FormatChecker())
+        for name, doc in docs.items()
+    }
+
+
+def schema_errors(kind: str, attrs: Any) -> list[str]:
+    """Messages of every violation of schema ``kind`` (root, group, array, failure) by ``attrs``."""
+    return [f"{'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}" for e in _validators()[kind].iter_errors(attrs)]
+
+
+@dataclass(frozen=True)
+class Problem:
+    kind: str  # schema | incomplete | shape | nonfinite | stale | orphan
+    where: str
+    message: str
+
+
+@dataclass
+class Report:
+    checked: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    fixed: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(p.kind == "incomplete" and p.where in self.fixed for p in self.problems)
+
+
+def _expected_shape(model_attrs: dict[str, Any], n_samples: int) -> tuple[int, ...] | None:
+    """The shape the model's own frame formula gives, when the model is installed here."""
+    from .extractors import registry
+
+    try:
+        cls = registry.get(model_attrs["model"])
+        ext = cls(**{k: v for k, v in (model_attrs.get("config") or {}).items()})
+        return ext.output_shape(n_samples)
+    except Exception:
+        return None
+
+
+def validate_store(store: FeatureStore, fix: bool = False) -> Report:
+    report = Report()
+
+    def problem(kind: str, where: str, message: str) -> None:
+        report.problems.append(Problem(kind, where, message))
+
+    for msg in schema_errors("root", store.root.attrs.asdict()):
+        problem("schema", "/", msg)
+    for name in store.root.array_keys():
+        problem("orphan", name, "array at the store root (songs live in model groups)")
+    for model in store.models():
+        group_attrs = store.model_attrs(model)
+        for msg in schema_errors("group", group_attrs):
+            problem("schema", model, msg)
+        for song in store.songs(model, complete_only=False):
+            where = f"{model}/{song}"
+            report.checked += 1
+            arr = store.array(model, song, complete_only=False)
+            if arr is None:
+                problem("incomplete", where, "metadata unreadable (interrupted write)")
+                continue
+            attrs = arr.attrs.asdict()
+            if attrs.get("complete") is not True:
+                problem("incomplete", where, "not marked complete (interrupted write); redone by --skip-existing")
+                if fix:
+                    store.remove(model, song)
+                    report.fixed.append(where)
+                continue
+            for msg in schema_errors("array", attrs):
+                problem("schema", where, msg)
+            if list(attrs.get("dims", [])) != list(arr.metadata.dimension_names or []):
+                problem("schema", where, f"dims {attrs.get('dims')} differ from dimension_names {arr.metadata.dimension_names}")
+            expected = _expected_shape(group_attrs, attrs.get("n_samples", 0)) if attrs.get("fingerprint") == group_attrs.get("fingerprint") else None
+            if expected is not None and tuple(arr.shape) != expected:
+                problem("shape", where, f"shape {arr.shape}, the {model} time formula gives {expected} for {attrs.get('n_samples')} samples")
+            if not np.isfinite(arr[...]).all():
+                problem("nonfinite", where, "contains NaN or infinite values")
+            if attrs.get("fingerprint") != group_attrs.get("fingerprint"):
+                problem("stale", where, "computed with other weights/options than the group's current ones; re-run with --skip-existing to update")
+    for failure in store.failures():
+        for msg in schema_errors("failure", failure):
+            problem("schema", f"{FAILURES}/{failure.get('model')}/{failure.get('song_id')}", msg)
+    return report

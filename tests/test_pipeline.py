@@ -1,0 +1,121 @@
+"""Discovery and the extraction loop, on the test extractors (no model weights needed)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pytest
+
+from featurestore import pipeline
+from featurestore.extractors import registry
+from featurestore.store import FeatureStore
+
+from .conftest import write_wav
+
+
+def test_discovery(tmp_path):
+    write_wav(tmp_path / "a.wav", 0.1)
+    write_wav(tmp_path / "a.flac", 0.1, fmt="FLAC")
+    write_wav(tmp_path / "nested" / "deeper" / "b c ü.wav", 0.1)
+    write_wav(tmp_path / ".hidden.wav", 0.1)
+    (tmp_path / "readme.txt").write_text("x")
+    (tmp_path / "folder.wav").mkdir()
+    os.symlink(tmp_path, tmp_path / "nested" / "loop")
+    found = pipeline.discover(tmp_path)
+    ids = [f.song_id for f in found.files]
+    assert ids == ["a.flac", "a.wav", "nested/deeper/b c ü"]
+    assert found.skipped_non_audio == 1 and found.skipped_hidden == 1
+    assert any("share the name" in n for n in found.notes)
+    assert any("loop" in n for n in found.notes)
+
+
+def test_missing_audio_dir(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        pipeline.discover(tmp_path / "absent")
+
+
+def _loaded(*names, **options):
+    exts = [registry.create(n, **options) for n in names]
+    for e in exts:
+        e.load("cpu")
+    return exts
+
+
+def test_run_writes_reads_and_skips(tmp_path, fake_models):
+    audio = tmp_path / "audio"
+    write_wav(audio / "one.wav", 1.0)
+    write_wav(audio / "sub" / "two.wav", 0.5, channels=2)
+    (audio / "bad.wav").write_text("not audio")
+    store = FeatureStore(str(tmp_path / "s.zarr"), mode="a")
+    files = pipeline.discover(audio).files
+    exts = _loaded("fake", "slow")
+    summary = pipeline.run(store, files, exts, pipeline.RunOptions(output_base=tmp_path / "npy"))
+    assert summary.totals["fake"].done == 2 and summary.totals["fake"].failed == 1
+    assert not summary.ok and {f.song_id for f in summary.failures} == {"bad"}
+    assert store.songs("fake") == ["one", "sub/two"]
+    arr = store.array("fake", "one")
+    assert arr.shape == (100, 2) and arr.attrs["source"]["path"] == "one.wav"
+    assert np.load(tmp_path / "npy" / "fake" / "sub" / "two.npy").shape == (50, 2)
+    assert {f["song_id"] for f in store.failures()} == {"bad"}
+
+    again = pipeline.run(store, files, exts, pipeline.RunOptions(skip_existing=True))
+    assert again.totals["fake"].skipped == 2 and again.totals["fake"].done == 0
+
+    # a changed source file is redone; same content with a new mtime is not
+    os.utime(audio / "one.wav", (time.time() + 10, time.time() + 10))
+    write_wav(audio / "sub" / "two.wav", 0.6, channels=2)
+    third = pipeline.run(store, files, exts, pipeline.RunOptions(skip_existing=True))
+    assert third.totals["fake"].skipped == 1 and third.totals["fake"].done == 1
+    assert store.array("fake", "sub/two").shape == (60, 2)
+
+    # other options -> other fingerprint -> redone
+    regain = _loaded("fake", gain=2.0)
+    fourth = pipeline.run(store, files, regain, pipeline.RunOptions(skip_existing=True))
+    assert fourth.totals["fake"].done == 2
+
+
+def test_retry_failed_only_redoes_failures(tmp_path, fake_models):
+    audio = tmp_path / "audio"
+    write_wav(audio / "good.wav", 0.5)
+    (audio / "late.wav").write_text("not yet audio")
+    store = FeatureStore(str(tmp_path / "s.zarr"), mode="a")
+    exts = _loaded("fake")
+    pipeline.run(store, pipeline.discover(audio).files, exts)
+    assert [f["song_id"] for f in store.failures()] == ["late"]
+    write_wav(audio / "late.wav", 0.5)  # the user fixed the file
+    summary = pipeline.run(store, pipeline.discover(audio).files, exts, pipeline.RunOptions(retry_failed=True))
+    assert summary.totals["fake"].done == 1 and summary.ok
+    assert store.failures() == [] and store.songs("fake") == ["good", "late"]
+
+
+def test_too_short_is_a_per_model_failure(tmp_path, fake_models):
+    audio = tmp_path / "audio"
+    write_wav(audio / "blip.wav", 0.005, rate=8000)  # 40 samples < fake's 80-sample minimum
+    store = FeatureStore(str(tmp_path / "s.zarr"), mode="a")
+    summary = pipeline.run(store, pipeline.discover(audio).files, _loaded("fake"))
+    (failure,) = summary.failures
+    assert "needs at least 80" in failure.error
+
+
+def test_interrupt_leaves_finished_songs_complete(tmp_path, fake_models, monkeypatch):
+    audio = tmp_path / "audio"
+    for i in range(3):
+        write_wav(audio / f"s{i}.wav", 0.3)
+    store = FeatureStore(str(tmp_path / "s.zarr"), mode="a")
+    (ext,) = _loaded("fake")
+    real = type(ext)._extract
+    calls = []
+
+    def interrupted(self, wave):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, wave)
+
+    monkeypatch.setattr(type(ext), "_extract", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.run(store, pipeline.discover(audio).files, [ext])
+    assert store.songs("fake") == ["s0"]
+    assert store.songs("fake", complete_only=False) == ["s0"]

@@ -1,0 +1,101 @@
+"""The Zarr layout: song ids, complete-last writes, failures, schemas."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from featurestore.errors import InvalidSongId, StoreError
+from featurestore.store import FeatureStore, time_chunk, validate_song_id
+from featurestore.validate import schema_errors, validate_store
+
+
+@pytest.mark.parametrize("song_id", ["song", "rock/song 1", "a/b/c", "ünïcødé ♫", "x.wav", "_x"])
+def test_valid_ids(song_id):
+    assert validate_song_id(song_id) == song_id
+
+
+@pytest.mark.parametrize(
+    "song_id",
+    ["", "/abs", "../up", "a/../b", "a//b", "./a", "a/.", "C:/x", "a\\b", "nul\x00", "tab\tx", "__meta", "_failures", "a/zarr.json"],
+)
+def test_invalid_ids(song_id):
+    with pytest.raises(InvalidSongId):
+        validate_song_id(song_id)
+
+
+def _attrs(**extra):
+    return {
+        "model": "m", "sample_rate": 100, "hop_samples": 1, "t0_samples": 0, "hop_s": 0.01, "t0_s": 0.0,
+        "frame_rate_hz": 100.0, "duration_s": 0.05, "n_samples": 5, "fingerprint": "0" * 64,
+        "source": {"path": "s.wav", "size": 1, "mtime": 0.0, "sha256": "f" * 64}, **extra,
+    }
+
+
+def test_write_sets_complete_last_and_dimension_names(tmp_path):
+    store = FeatureStore(str(tmp_path / "s.zarr"), mode="a")
+    store.write("m", "rock/song", np.arange(10, dtype=np.float32).reshape(5, 2), ("time", "feature"), _attrs())
+    arr = store.array("m", "rock/song")
+    assert arr is not None and arr.attrs["complete"] is True
+    assert tuple(arr.metadata.dimension_names) == ("time", "feature")
+    assert store.songs("m") == ["rock/song"]
+    assert schema_errors("array", arr.attrs.asdict()) == []
+    assert schema_errors("root", store.root.attrs.asdict()) == []
+
+
+def test_incomplete_array_is_invisible_and_fixable(tmp_path):
+    store = FeatureStore(str(tmp_path / "s.zarr"), mode="a")
+    store.ensure_model("m", {"fingerprint": "0" * 64})
+    store.write("m", "done", np.ones(5, np.float32), ("time",), _attrs())
+    half = store.root.create_array("m/half", shape=(5,), dtype="float32", dimension_names=("time",))
+    half[...] = 1.0  # data written, never marked complete: an interrupted write
+    assert store.songs("m") == ["done"]
+    assert store.songs("m", complete_only=False) == ["done", "half"]
+    assert store.array("m", "half") is None
+    report = validate_store(FeatureStore(store.url, mode="a"), fix=True)
+    assert [p.kind for p in report.problems if p.where.startswith("m/")] == ["incomplete"]
+    assert report.fixed == ["m/half"]
+    assert FeatureStore(store.url).songs("m", complete_only=False) == ["done"]
+
+
+def test_failures_are_recorded_and_cleared(tmp_path):
+    store = FeatureStore(str(tmp_path / "s.zarr"), mode="a")
+    store.record_failure("m", "dir/bad", "cannot decode", "AudioError", None)
+    (failure,) = store.failures()
+    assert failure["song_id"] == "dir/bad" and failure["error"] == "cannot decode"
+    assert schema_errors("failure", failure) == []
+    assert store.models() == []  # the failures node is not a model
+    store.clear_failure("m", "dir/bad")
+    assert store.failures() == []
+
+
+def test_reading_a_missing_or_foreign_store_is_a_clear_error(tmp_path):
+    with pytest.raises(StoreError, match="no store"):
+        FeatureStore(str(tmp_path / "absent.zarr"))
+    import zarr
+
+    zarr.open_group(str(tmp_path / "other.zarr"), mode="w").create_group("x")
+    with pytest.raises(StoreError, match="not an fstore store"):
+        FeatureStore(str(tmp_path / "other.zarr"))
+
+
+def test_song_id_cannot_collide_with_a_folder(tmp_path):
+    store = FeatureStore(str(tmp_path / "s.zarr"), mode="a")
+    store.write("m", "a/b", np.ones(5, np.float32), ("time",), _attrs())
+    with pytest.raises(InvalidSongId, match="folder"):
+        store.write("m", "a", np.ones(5, np.float32), ("time",), _attrs())
+    with pytest.raises(InvalidSongId, match="song"):
+        store.write("m", "a/b/c", np.ones(5, np.float32), ("time",), _attrs())
+    assert store.songs("m") == ["a/b"]
+
+
+def test_time_chunks_bound_memory_per_chunk():
+    assert time_chunk((3000,), 0) == (3000,)
+    chunk = time_chunk((13, 90000, 768), 1)
+    assert chunk[0] == 13 and chunk[2] == 768 and 13 * 768 * 4 * chunk[1] <= 8 << 20
+
+
+def test_store_over_fsspec_memory_url():
+    store = FeatureStore("memory://fstore-test.zarr", mode="a")
+    store.write("m", "s", np.ones(5, np.float32), ("time",), _attrs())
+    assert FeatureStore("memory://fstore-test.zarr").songs("m") == ["s"]
