@@ -293,12 +293,37 @@ def process_song(store: FeatureStore, file: AudioFile, extractors: Sequence[Extr
         reporter.result(result)
 
 
+def _process_all(store: FeatureStore, files: Sequence[AudioFile], extractors: Sequence[Extractor], options: RunOptions,
+                 reporter: Reporter, summary: Summary, failed: set[tuple[str, str]], announce: bool = True) -> list[AudioFile]:
+    """Process each file this run can claim; return those another live run holds."""
+    busy = []
+    for file in files:
+        if announce:
+            reporter.song(file)
+        todo, skipped = _todo(store, file, extractors, options, failed)
+        if todo and store.acquire(file.song_id) is not None:
+            busy.append(file)
+            continue
+        for r in skipped:
+            summary.add(r)
+            reporter.result(r)
+        if todo:
+            try:
+                process_song(store, file, todo, options, reporter, summary)
+            finally:
+                store.release(file.song_id)
+    return busy
+
+
 def run(store: FeatureStore, files: Iterable[AudioFile], extractors: Sequence[Extractor],
         options: RunOptions = RunOptions(), reporter: Reporter | None = None) -> Summary:
     """Extract every loaded ``extractor`` for every file into ``store``.
 
     The extractors must already be loaded (``load(device)``). Model groups are written
-    here, before any song. KeyboardInterrupt stops the run between two writes of the
+    here, before any song. Each song is claimed with a lease in the store while it is
+    processed, so concurrent runs on one store share the work: a song another live run
+    holds is retried once at the end, then reported as skipped ("in progress in another
+    run"); leases of dead processes are taken over. KeyboardInterrupt stops the run between two writes of the
     current song at the latest: finished arrays stay complete, the one being computed is
     never marked complete; the summary says ``interrupted`` and the exception propagates.
     """
@@ -311,14 +336,13 @@ def run(store: FeatureStore, files: Iterable[AudioFile], extractors: Sequence[Ex
     start = time.perf_counter()
     reporter.start(len(files), [e.name for e in extractors])
     try:
-        for file in files:
-            reporter.song(file)
-            todo, skipped = _todo(store, file, extractors, options, failed)
-            for r in skipped:
+        deferred = _process_all(store, files, extractors, options, reporter, summary, failed)
+        # songs another run held: try once more, then leave them to that run
+        for file in _process_all(store, deferred, extractors, options, reporter, summary, failed, announce=False):
+            for ext in extractors:
+                r = Result(file.song_id, ext.name, "skipped", error="in progress in another run", path=file.relative)
                 summary.add(r)
                 reporter.result(r)
-            if todo:
-                process_song(store, file, todo, options, reporter, summary)
     except KeyboardInterrupt:
         summary.interrupted = True
         raise

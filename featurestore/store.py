@@ -8,6 +8,7 @@
         <song_id>               float32 array, dimension_names = dims; attrs: time axis, duration_s,
                                 source, fingerprint, ..., and ``complete: true`` written last
       _failures/<model>/<song_id>   a group whose attrs record why that (song, model) failed
+      _leases/<song_id>             while a run works on a song: which process (host, pid, run id, time)
 
 Writing rules (after zarr-python's concurrency doctrine: metadata must not be modified
 concurrently): each (model, song) array has exactly one writer, which writes the data and
@@ -22,8 +23,13 @@ This module knows nothing of models: it stores arrays and attributes.
 from __future__ import annotations
 
 import datetime as _dt
+import json
+import os
 import re
+import socket
+import time
 import unicodedata
+import uuid
 from typing import Any, Iterator, Mapping
 
 import numpy as np
@@ -32,6 +38,9 @@ from .errors import InvalidSongId, StoreError
 
 SCHEMA_VERSION = 1
 FAILURES = "_failures"
+LEASES = "_leases"
+#: a lease older than this is stale even if its owner looks alive (a wedged or remote run)
+LEASE_TTL_S = 6 * 3600
 #: target bytes per chunk along time (one chunk for a typical song, bounded for long ones)
 CHUNK_BYTES = 8 << 20
 
@@ -58,7 +67,7 @@ def validate_song_id(song_id: str) -> str:
     for part in sid.split("/"):
         if part in ("", ".", ".."):
             raise InvalidSongId(f"invalid song id {song_id!r}: empty, '.' or '..' path components are not allowed")
-        if part.startswith("__") or part == FAILURES or part == "zarr.json":
+        if part.startswith("__") or part in (FAILURES, LEASES, "zarr.json"):
             raise InvalidSongId(f"invalid song id {song_id!r}: component {part!r} is reserved")
     return sid
 
@@ -85,8 +94,11 @@ class FeatureStore:
             self.root = zarr.open_group(self.url, mode=mode, storage_options=dict(storage_options or {}) or None)
         except FileNotFoundError as e:
             raise StoreError(f"{self.url}: no store here") from e
+        except OSError as e:
+            raise StoreError(f"{self.url}: cannot open ({e})") from e
         except Exception as e:  # zarr raises a variety of errors for non-stores
             raise StoreError(f"{self.url}: cannot open as a Zarr store ({e})") from e
+        self.run_id = uuid.uuid4().hex
         attrs = self.root.attrs.asdict()
         if "schema_version" not in attrs:
             if mode == "r":
@@ -95,14 +107,17 @@ class FeatureStore:
                 raise StoreError(f"{self.url}: no fstore store here")
             from . import __version__
 
-            self.root.attrs.update({"fstore_version": __version__, "schema_version": SCHEMA_VERSION, "created": now_iso()})
+            try:
+                self.root.attrs.update({"fstore_version": __version__, "schema_version": SCHEMA_VERSION, "created": now_iso()})
+            except OSError as e:
+                raise StoreError(f"{self.url}: cannot create the store ({e})") from e
         elif attrs["schema_version"] > SCHEMA_VERSION:
             raise StoreError(f"{self.url}: written by a newer fstore (schema {attrs['schema_version']}); upgrade fstore")
 
     # -- models ----------------------------------------------------------------------------------
     def models(self) -> list[str]:
         """Model groups present, in name order."""
-        return sorted(k for k in self.root.group_keys() if k != FAILURES)
+        return sorted(k for k in self.root.group_keys() if k not in (FAILURES, LEASES))
 
     def model_attrs(self, model: str) -> dict[str, Any]:
         return self.root[model].attrs.asdict()
@@ -209,13 +224,18 @@ class FeatureStore:
             sid = validate_song_id(song_id)
         except InvalidSongId:
             sid = f"_invalid/{abs(hash(song_id))}"
-        group = self.root.require_group(f"{FAILURES}/{model}/{sid}")
-        group.attrs.update(attrs)
+        try:
+            self.root.require_group(f"{FAILURES}/{model}/{sid}").attrs.update(attrs)
+        except OSError as e:
+            raise StoreError(f"cannot record a failure in {self.url}: {e}") from e
 
     def clear_failure(self, model: str, song_id: str) -> None:
         path = f"{FAILURES}/{model}/{validate_song_id(song_id)}"
-        if path in self.root:
-            del self.root[path]
+        try:
+            if path in self.root:
+                del self.root[path]
+        except OSError as e:
+            raise StoreError(f"cannot update {self.url}: {e}") from e
 
     def failures(self, model: str | None = None) -> list[dict[str, Any]]:
         """Every recorded failure, as dicts with model, song_id, error, error_type, time, source."""
@@ -227,3 +247,67 @@ class FeatureStore:
             if "error" in attrs and (model is None or attrs.get("model") == model):
                 out.append(attrs)
         return sorted(out, key=lambda a: (a["model"], a["song_id"]))
+
+    # -- leases: which run works on which song ---------------------------------------------------
+    def _lease_key(self, song_id: str) -> str:
+        return f"{LEASES}/{validate_song_id(song_id)}/zarr.json"
+
+    def _read_lease(self, key: str) -> dict[str, Any] | None:
+        from zarr.core.buffer import default_buffer_prototype
+        from zarr.core.sync import sync
+
+        try:
+            buf = sync(self.root.store.get(key, prototype=default_buffer_prototype()))
+            return None if buf is None else json.loads(buf.to_bytes())["attributes"]
+        except (ValueError, KeyError, OSError):
+            return None
+
+    def acquire(self, song_id: str) -> dict[str, Any] | None:
+        """Claim a song for this run; return None on success, else the live owner's lease.
+
+        The claim is an exclusive create (``set_if_not_exists``) of a small group node, so two
+        runs cannot both hold a song. A lease whose process is gone (same host, dead pid) or
+        older than :data:`LEASE_TTL_S` is stale: it is removed and the claim retried once.
+        """
+        from zarr.core.buffer import default_buffer_prototype
+        from zarr.core.sync import sync
+
+        if LEASES not in self.root:
+            self.root.require_group(LEASES)
+        key = self._lease_key(song_id)
+        mine = {"run": self.run_id, "host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}
+        doc = json.dumps({"zarr_format": 3, "node_type": "group", "attributes": mine}).encode()
+        for _ in range(2):
+            sync(self.root.store.set_if_not_exists(key, default_buffer_prototype().buffer.from_bytes(doc)))
+            owner = self._read_lease(key)
+            if owner is not None and owner.get("run") == self.run_id:
+                return None
+            if owner is None or not _lease_is_stale(owner):
+                return owner or {"run": "unknown"}
+            self._drop_lease(song_id)
+        return self._read_lease(key) or {"run": "unknown"}
+
+    def release(self, song_id: str) -> None:
+        """Give up this run's claim on a song (no-op if it is not ours)."""
+        owner = self._read_lease(self._lease_key(song_id))
+        if owner is not None and owner.get("run") == self.run_id:
+            self._drop_lease(song_id)
+
+    def _drop_lease(self, song_id: str) -> None:
+        from zarr.core.sync import sync
+
+        sync(self.root.store.delete_dir(f"{LEASES}/{validate_song_id(song_id)}"))
+
+
+def _lease_is_stale(lease: Mapping[str, Any]) -> bool:
+    if time.time() - float(lease.get("time", 0)) > LEASE_TTL_S:
+        return True
+    if lease.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(int(lease.get("pid", -1)), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, ValueError, OverflowError):
+        return False
+    return False
