@@ -82,4 +82,16 @@ class SlowFrames(FakeFrames):
         return super()._extract(wave)[:, 0].copy()
 
 
-FAKES = {"fake": "tests.fakes:FakeFrames", "slow": "tests.fakes:SlowFrames"}
+class Unobtainable(FakeFrames):
+    """A model whose weights cannot be had here (like OpenL3 or MERT offline)."""
+
+    name: ClassVar[str] = "unobtainable"
+
+    def _resolve_weights(self) -> tuple[WeightFile, ...]:
+        from featurestore.errors import WeightsUnavailable
+
+        raise WeightsUnavailable(self.name, "model.h5 is not in the cache", cache_dir="/cache/fstore",
+                                 how="pass --unobtainable-weights PATH")
+
+
+FAKES = {"fake": "tests.fakes:FakeFrames", "slow": "tests.fakes:SlowFrames", "unobtainable": "tests.fakes:Unobtainable"}

@@ -147,3 +147,20 @@ def test_kill_midway_then_resume(tmp_path):
         assert after.array("madmom", s).attrs["written"] == written
         assert (store / "madmom" / s / "zarr.json").stat().st_mtime_ns == mtimes[s]
     assert validate_store(after).ok
+
+
+def test_unobtainable_weights_named_is_an_error_default_is_a_warning(tmp_path, fake_models, monkeypatch):
+    from featurestore.extractors import registry
+
+    audio = tmp_path / "audio"
+    write_wav(audio / "a.wav", 0.5)
+    store = tmp_path / "s.zarr"
+    named = fstore("extract", "--audio-dir", audio, "--store", store, "--models", "fake,unobtainable")
+    assert named.exit_code == 1
+    assert named.output.count("model.h5 is not in the cache") >= 1 and "/cache/fstore" in named.output
+    assert "--unobtainable-weights" in named.output
+    assert fs.open_store(str(store)).songs("fake") == ["a"]  # the other model still ran
+    # only part of the default set: a warning, exit 0
+    monkeypatch.setattr(registry, "BUILTIN", {"fake": "tests.fakes:FakeFrames", "unobtainable": "tests.fakes:Unobtainable"})
+    default = fstore("extract", "--audio-dir", audio, "--store", tmp_path / "t.zarr")
+    assert default.exit_code == 0 and "unobtainable left out" in default.output

@@ -35,3 +35,18 @@ def test_single_frame_keeps_its_time_axis():
     ext = MadmomBeats()
     ext.load("cpu")
     assert ext.extract(np.full(441, 0.1, dtype=np.float32)).shape == (1,)
+
+
+def test_blockwise_features_equal_one_pass(monkeypatch):
+    """Blocks with context reproduce madmom's one-pass output, also at the signal's ends (FFT rounding only)."""
+    from madmom.audio.signal import Signal
+
+    import featurestore.extractors.madmom as module
+    from featurestore.testing import test_signal
+
+    ext = MadmomBeats()
+    ext.load("cpu")
+    wave = test_signal(44100 * 7 + 123, 44100)
+    one_pass = np.asarray(ext._processor(Signal(wave, sample_rate=44100)), dtype=np.float32)
+    monkeypatch.setattr(module, "BLOCK_FRAMES", 97)  # many blocks, block edges everywhere
+    np.testing.assert_allclose(ext.extract(wave), one_pass, rtol=0, atol=1e-6)
