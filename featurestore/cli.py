@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import re
 import sys
+from concurrent.futures import Executor, ProcessPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Optional, Sequence
+from typing import Annotated, Any, Iterator, Optional, Sequence
 
 import typer
 from rich.console import Console
@@ -77,10 +79,8 @@ class RichReporter:
         for m in models:
             self.tasks[m] = self.progress.add_task(m, total=n_songs)
 
-    def song(self, file) -> None:
-        if self.tasks.get("_last") is not None:
-            self.progress.advance(self.tasks["songs"])
-        self.tasks["_last"] = file
+    def song_done(self, file) -> None:
+        self.progress.advance(self.tasks["songs"])
 
     def result(self, r) -> None:
         self.progress.advance(self.tasks[r.model])
@@ -95,8 +95,6 @@ class RichReporter:
 
     def end(self, summary) -> None:
         self.summary = summary
-        if self.tasks.get("_last") is not None and not summary.interrupted:
-            self.progress.advance(self.tasks["songs"])
         self.progress.stop()
 
 
@@ -122,6 +120,35 @@ def print_summary(summary, unavailable: dict[str, str]) -> None:
         console.print("[yellow]interrupted[/]: finished songs are complete; run again with --skip-existing to resume")
 
 
+@contextmanager
+def make_executor(workers: int, dask_scheduler: str | None) -> Iterator[Executor | None]:
+    """None (work in this process), a local process pool, or a Dask cluster's executor."""
+    if dask_scheduler:
+        try:
+            from distributed import Client
+        except ImportError as e:
+            raise typer.BadParameter("needs the 'distributed' package: pip install 'fstore[dask]'", param_hint="--dask-scheduler") from e
+        with Client(dask_scheduler) as client:
+            yield client.get_executor()
+    elif workers > 0:
+        import multiprocessing
+
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_share_cores, initargs=(workers,)) as pool:
+            yield pool
+    else:
+        yield None
+
+
+def _share_cores(workers: int) -> None:
+    """Give each local worker its share of the cores, so N workers do not each start N threads."""
+    import os
+
+    threads = str(max(1, (os.cpu_count() or 1) // workers))
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = threads
+
+
 # -- commands --------------------------------------------------------------------------------------
 @app.command(context_settings={"allow_extra_args": True})
 def extract(
@@ -139,6 +166,8 @@ def extract(
     openl3_weights: Annotated[Optional[Path], typer.Option("--openl3-weights", envvar="FSTORE_OPENL3_WEIGHTS", help="Local openl3_audio_mel256_music.h5 (else downloaded once into the cache).")] = None,
     mert_model: Annotated[Optional[Path], typer.Option("--mert-model", envvar="FSTORE_MERT_MODEL", help="Local MERT-v1-95M snapshot folder (else the Hugging Face cache/hub).")] = None,
     mert_layers: Annotated[str, typer.Option("--mert-layers", help="MERT hidden states to store: last, all, or indices like 6,7,8.")] = "last",
+    workers: Annotated[int, typer.Option("--workers", min=0, help="Worker processes on this machine, each with its own models (0: work in this process).")] = 0,
+    dask_scheduler: Annotated[Optional[str], typer.Option("--dask-scheduler", help="Address of a Dask scheduler (tcp://host:8786): every song becomes a task on its workers, which must see --audio-dir and --store.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="A line per file and model: shape, time, rate.")] = False,
 ) -> None:
     """Extract features of every audio file under --audio-dir into --store."""
@@ -198,15 +227,14 @@ def extract(
     except StoreError as e:
         console.print(f"[red]{e}[/]")
         raise typer.Exit(1)
-    for ext in extractors:
-        ext.load(device)
-
     summary = None
     reporter = RichReporter(verbose)
-    run_options = pipeline.RunOptions(skip_existing=skip_existing, retry_failed=retry_failed, output_base=output_base)
+    run_options = pipeline.RunOptions(skip_existing=skip_existing, retry_failed=retry_failed,
+                                      output_base=output_base, device=device)
     code = 0
     try:
-        summary = pipeline.run(target, found.files, extractors, run_options, reporter)
+        with make_executor(workers, dask_scheduler) as executor:
+            summary = pipeline.run(target, found.files, extractors, run_options, reporter, executor=executor)
     except KeyboardInterrupt:
         code = 130
     except StoreError as e:

@@ -15,14 +15,15 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Protocol, Sequence
+from concurrent.futures import Executor, as_completed
+from typing import Any, Callable, Iterable, Protocol, Sequence
 
 import numpy as np
 
 from .audio import AUDIO_EXTENSIONS, SongAudio
 from .errors import AudioError, AudioTooShort, FstoreError, InvalidSongId, StoreError
 from .export import write_npy
-from .extractors.base import Extractor
+from .extractors.base import Extractor, ExtractorConfig
 from .store import FeatureStore, validate_song_id
 from .weights import sha256_file
 
@@ -196,7 +197,7 @@ class Reporter(Protocol):
     """Callbacks a run reports through (all optional to act on)."""
 
     def start(self, n_songs: int, models: Sequence[str]) -> None: ...
-    def song(self, file: AudioFile) -> None: ...
+    def song_done(self, file: AudioFile) -> None: ...
     def result(self, result: Result) -> None: ...
     def end(self, summary: Summary) -> None: ...
 
@@ -205,7 +206,7 @@ class SilentReporter:
     def start(self, n_songs: int, models: Sequence[str]) -> None:
         pass
 
-    def song(self, file: AudioFile) -> None:
+    def song_done(self, file: AudioFile) -> None:
         pass
 
     def result(self, result: Result) -> None:
@@ -221,6 +222,7 @@ class RunOptions:
     skip_existing: bool = False
     retry_failed: bool = False  # only (song, model) pairs whose failure is recorded in the store
     output_base: Path | None = None  # also write <output_base>/<model>/<song_id>.npy
+    device: str = "cpu"  # where the models run ("cpu", "cuda", "cuda:N"), resolved already
 
 
 def song_attrs(ext: Extractor, n_samples_at_rate: int, duration_s: float, source: dict[str, Any]) -> dict[str, Any]:
@@ -241,7 +243,7 @@ def song_attrs(ext: Extractor, n_samples_at_rate: int, duration_s: float, source
 
 
 def _todo(store: FeatureStore, file: AudioFile, extractors: Sequence[Extractor], options: RunOptions,
-          failed: set[tuple[str, str]]) -> tuple[list[Extractor], list[Result]]:
+          failed: frozenset[tuple[str, str]]) -> tuple[list[Extractor], list[Result]]:
     """Which models still need this song, and skip results for the rest."""
     todo, skipped = [], []
     for ext in extractors:
@@ -262,10 +264,14 @@ def _todo(store: FeatureStore, file: AudioFile, extractors: Sequence[Extractor],
 
 
 def process_song(store: FeatureStore, file: AudioFile, extractors: Sequence[Extractor], options: RunOptions,
-                 reporter: Reporter, summary: Summary) -> None:
-    """Decode one file once and run every model that needs it; each result is reported as it lands."""
+                 on_result: Callable[[Result], None]) -> float:
+    """Decode one file once and run every model that needs it; return the decode seconds.
+
+    Each (song, model) outcome goes to ``on_result`` as soon as it is written.
+    """
     audio = SongAudio(file.path)
     source: dict[str, Any] | None = None
+    decode_seconds = 0.0
     for ext in extractors:
         t = time.perf_counter()
         try:
@@ -273,7 +279,7 @@ def process_song(store: FeatureStore, file: AudioFile, extractors: Sequence[Extr
                 source = source_info(file)
                 t_dec = time.perf_counter()
                 duration = audio.duration_s  # decodes
-                summary.decode_seconds += time.perf_counter() - t_dec
+                decode_seconds += time.perf_counter() - t_dec
             t = time.perf_counter()
             wave = audio.at(ext.time_axis.sample_rate)
             data = ext.extract(wave)
@@ -289,60 +295,143 @@ def process_song(store: FeatureStore, file: AudioFile, extractors: Sequence[Extr
             reason = e.reason if isinstance(e, AudioError) else str(e)
             store.record_failure(ext.name, file.song_id, reason, type(e).__name__, source)
             result = Result(file.song_id, ext.name, "failed", time.perf_counter() - t, error=reason, path=file.relative)
-        summary.add(result)
-        reporter.result(result)
+        on_result(result)
+    return decode_seconds
 
 
-def _process_all(store: FeatureStore, files: Sequence[AudioFile], extractors: Sequence[Extractor], options: RunOptions,
-                 reporter: Reporter, summary: Summary, failed: set[tuple[str, str]], announce: bool = True) -> list[AudioFile]:
-    """Process each file this run can claim; return those another live run holds."""
-    busy = []
-    for file in files:
-        if announce:
-            reporter.song(file)
-        todo, skipped = _todo(store, file, extractors, options, failed)
-        if todo and store.acquire(file.song_id) is not None:
-            busy.append(file)
-            continue
-        for r in skipped:
-            summary.add(r)
-            reporter.result(r)
-        if todo:
-            try:
-                process_song(store, file, todo, options, reporter, summary)
-            finally:
-                store.release(file.song_id)
-    return busy
+@dataclass(frozen=True)
+class SongOutcome:
+    """What one worker did with one song (picklable, for executors)."""
+
+    results: tuple[Result, ...]
+    decode_seconds: float = 0.0
+    busy: bool = False  # another live run holds the song
+
+
+def work_on_song(store: FeatureStore, file: AudioFile, extractors: Sequence[Extractor], options: RunOptions,
+                 failed: frozenset[tuple[str, str]], on_result: Callable[[Result], None] | None = None) -> SongOutcome:
+    """Skip, or claim and process, one song; ``on_result`` sees each result as it lands."""
+    results: list[Result] = []
+
+    def emit(r: Result) -> None:
+        results.append(r)
+        if on_result is not None:
+            on_result(r)
+
+    todo, skipped = _todo(store, file, extractors, options, failed)
+    if todo and store.acquire(file.song_id) is not None:
+        return SongOutcome((), busy=True)
+    for r in skipped:
+        emit(r)
+    decode_seconds = 0.0
+    if todo:
+        try:
+            decode_seconds = process_song(store, file, todo, options, emit)
+        finally:
+            store.release(file.song_id)
+    return SongOutcome(tuple(results), decode_seconds)
+
+
+# Per worker process: the store and the loaded models, built on the first song it gets.
+_worker_stores: dict[tuple[str, str], FeatureStore] = {}
+_worker_models: dict[tuple[str, str, str], Extractor] = {}
+
+
+def _work_remotely(url: str, storage_options: dict[str, Any] | None, file: AudioFile,
+                   specs: tuple[tuple[str, ExtractorConfig], ...], device: str, options: RunOptions,
+                   failed: frozenset[tuple[str, str]]) -> SongOutcome:
+    """:func:`work_on_song` in an executor's worker; models are loaded once per worker process."""
+    from .extractors import registry
+
+    key = (url, repr(storage_options))
+    if key not in _worker_stores:
+        _worker_stores[key] = FeatureStore(url, mode="a", storage_options=storage_options)
+    extractors = []
+    for name, config in specs:
+        mkey = (name, repr(config), device)
+        if mkey not in _worker_models:
+            ext = registry.get(name)(config)
+            ext.load(device)
+            _worker_models[mkey] = ext
+        extractors.append(_worker_models[mkey])
+    return work_on_song(_worker_stores[key], file, extractors, options, failed)
 
 
 def run(store: FeatureStore, files: Iterable[AudioFile], extractors: Sequence[Extractor],
-        options: RunOptions = RunOptions(), reporter: Reporter | None = None) -> Summary:
-    """Extract every loaded ``extractor`` for every file into ``store``.
+        options: RunOptions = RunOptions(), reporter: Reporter | None = None,
+        executor: Executor | None = None) -> Summary:
+    """Extract every ``extractor`` for every file into ``store``.
 
-    The extractors must already be loaded (``load(device)``). Model groups are written
-    here, before any song. Each song is claimed with a lease in the store while it is
-    processed, so concurrent runs on one store share the work: a song another live run
-    holds is retried once at the end, then reported as skipped ("in progress in another
-    run"); leases of dead processes are taken over. KeyboardInterrupt stops the run between two writes of the
-    current song at the latest: finished arrays stay complete, the one being computed is
-    never marked complete; the summary says ``interrupted`` and the exception propagates.
+    Model groups are written here, before any song. Each song is claimed with a lease in
+    the store while it is processed, so concurrent runs on one store share the work: a
+    song another live run holds is retried once at the end, then reported as skipped
+    ("in progress in another run"); leases of dead processes are taken over.
+
+    Without ``executor`` the songs are processed here, one after another, with the
+    extractors loaded on ``options.device``. With a ``concurrent.futures.Executor`` (a
+    ``ProcessPoolExecutor``, or a Dask cluster's ``client.get_executor()``) each song is a
+    task: workers load the models once per process and write their songs' arrays to the
+    store themselves (so the store URL and the audio paths must be reachable from them).
+
+    KeyboardInterrupt stops the run: finished arrays stay complete, the one being
+    computed is never marked complete; the summary says ``interrupted`` and the
+    exception propagates.
     """
     reporter = reporter or SilentReporter()
     files = list(files)
     summary = Summary(totals={e.name: ModelTotals() for e in extractors})
     for ext in extractors:
         store.ensure_model(ext.name, ext.group_attrs())
-    failed = {(f["model"], f["song_id"]) for f in store.failures()} if options.retry_failed else set()
+    failed = frozenset((f["model"], f["song_id"]) for f in store.failures()) if options.retry_failed else frozenset()
+
+    def report(r: Result) -> None:
+        summary.add(r)
+        reporter.result(r)
+
+    if executor is None:
+        for ext in extractors:
+            ext.load(options.device)
+
+        def run_pass(batch: list[AudioFile]) -> list[AudioFile]:
+            busy = []
+            for file in batch:
+                outcome = work_on_song(store, file, extractors, options, failed, on_result=report)
+                summary.decode_seconds += outcome.decode_seconds
+                if outcome.busy:
+                    busy.append(file)
+                else:
+                    reporter.song_done(file)
+            return busy
+    else:
+        specs = tuple((e.name, e.config) for e in extractors)
+
+        def run_pass(batch: list[AudioFile]) -> list[AudioFile]:
+            futures = {executor.submit(_work_remotely, store.url, store.storage_options, f, specs, options.device,
+                                       options, failed): f for f in batch}
+            busy = []
+            try:
+                for future in as_completed(futures):
+                    file, outcome = futures[future], future.result()
+                    summary.decode_seconds += outcome.decode_seconds
+                    for r in outcome.results:
+                        report(r)
+                    if outcome.busy:
+                        busy.append(file)
+                    else:
+                        reporter.song_done(file)
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+            return busy
+
     start = time.perf_counter()
     reporter.start(len(files), [e.name for e in extractors])
     try:
-        deferred = _process_all(store, files, extractors, options, reporter, summary, failed)
         # songs another run held: try once more, then leave them to that run
-        for file in _process_all(store, deferred, extractors, options, reporter, summary, failed, announce=False):
+        for file in run_pass(run_pass(files)):
             for ext in extractors:
-                r = Result(file.song_id, ext.name, "skipped", error="in progress in another run", path=file.relative)
-                summary.add(r)
-                reporter.result(r)
+                report(Result(file.song_id, ext.name, "skipped", error="in progress in another run", path=file.relative))
     except KeyboardInterrupt:
         summary.interrupted = True
         raise
@@ -350,4 +439,3 @@ def run(store: FeatureStore, files: Iterable[AudioFile], extractors: Sequence[Ex
         summary.wall_seconds = time.perf_counter() - start
         reporter.end(summary)
     return summary
-

@@ -90,6 +90,7 @@ class FeatureStore:
 
         self.url = str(url)
         self.mode = mode
+        self.storage_options = dict(storage_options) if storage_options else None
         try:
             self.root = zarr.open_group(self.url, mode=mode, storage_options=dict(storage_options or {}) or None)
         except FileNotFoundError as e:

@@ -164,3 +164,15 @@ def test_unobtainable_weights_named_is_an_error_default_is_a_warning(tmp_path, f
     monkeypatch.setattr(registry, "BUILTIN", {"fake": "tests.fakes:FakeFrames", "unobtainable": "tests.fakes:Unobtainable"})
     default = fstore("extract", "--audio-dir", audio, "--store", tmp_path / "t.zarr")
     assert default.exit_code == 0 and "unobtainable left out" in default.output
+
+
+def test_local_worker_processes(tmp_path):
+    audio = tmp_path / "audio"
+    for i in range(4):
+        write_wav(audio / f"s{i}.wav", 1.0, freq=200 + 100 * i)
+    store = tmp_path / "s.zarr"
+    result = fstore("extract", "--audio-dir", audio, "--store", store, "--models", "madmom", "--workers", "2")
+    assert result.exit_code == 0, result.output
+    reader = fs.open_store(str(store))
+    assert reader.songs("madmom") == ["s0", "s1", "s2", "s3"]
+    assert validate_store(FeatureStore(str(store))).ok

@@ -119,3 +119,43 @@ def test_interrupt_leaves_finished_songs_complete(tmp_path, fake_models, monkeyp
         pipeline.run(store, pipeline.discover(audio).files, [ext])
     assert store.songs("fake") == ["s0"]
     assert store.songs("fake", complete_only=False) == ["s0"]
+
+
+def _reference_run(tmp_path, audio, names):
+    store = FeatureStore(str(tmp_path / "ref.zarr"), mode="a")
+    pipeline.run(store, pipeline.discover(audio).files, [registry.create(n) for n in names])
+    return {s: store.array("fake", s)[...] for s in store.songs("fake")}
+
+
+def test_process_pool_executor_gives_the_same_store(tmp_path, fake_models):
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    audio = tmp_path / "audio"
+    for i in range(6):
+        write_wav(audio / f"s{i}.wav", 0.4, freq=300 + 50 * i)
+    (audio / "bad.wav").write_text("nope")
+    expected = _reference_run(tmp_path, audio, ["fake"])
+    store = FeatureStore(str(tmp_path / "s.zarr"), mode="a")
+    # fork keeps this test's registry of fake models in the workers
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork")) as pool:
+        summary = pipeline.run(store, pipeline.discover(audio).files, [registry.create("fake")], executor=pool)
+    assert summary.totals["fake"].done == 6 and [f.song_id for f in summary.failures] == ["bad"]
+    assert [f["song_id"] for f in store.failures()] == ["bad"]
+    for song, data in expected.items():
+        np.testing.assert_array_equal(store.array("fake", song)[...], data)
+
+
+def test_dask_executor(tmp_path, fake_models):
+    distributed = pytest.importorskip("distributed", reason="the dask extra (distributed) is not installed")
+    audio = tmp_path / "audio"
+    for i in range(3):
+        write_wav(audio / f"s{i}.wav", 0.4, freq=300 + 50 * i)
+    expected = _reference_run(tmp_path, audio, ["fake"])
+    store = FeatureStore(str(tmp_path / "s.zarr"), mode="a")
+    with distributed.Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None) as client:
+        summary = pipeline.run(store, pipeline.discover(audio).files, [registry.create("fake")],
+                               executor=client.get_executor())
+    assert summary.ok and summary.totals["fake"].done == 3
+    for song, data in expected.items():
+        np.testing.assert_array_equal(store.array("fake", song)[...], data)
