@@ -120,6 +120,10 @@ class SongAudio:
     def duration_s(self) -> float:
         return self.audio.duration_s
 
+    def forget(self, rate: int) -> None:
+        """Drop the copy at ``rate`` (the pipeline calls this after the last model at that rate)."""
+        self._by_rate.pop(rate, None)
+
     def at(self, rate: int) -> np.ndarray:
         """Mono float32 samples at ``rate`` Hz, shape (n,); computed once per rate."""
         if rate not in self._by_rate:

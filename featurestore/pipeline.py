@@ -272,7 +272,8 @@ def process_song(store: FeatureStore, file: AudioFile, extractors: Sequence[Extr
     audio = SongAudio(file.path)
     source: dict[str, Any] | None = None
     decode_seconds = 0.0
-    for ext in extractors:
+    last_use = {ext.time_axis.sample_rate: i for i, ext in enumerate(extractors)}
+    for i, ext in enumerate(extractors):
         t = time.perf_counter()
         try:
             if source is None:
@@ -295,6 +296,8 @@ def process_song(store: FeatureStore, file: AudioFile, extractors: Sequence[Extr
             reason = e.reason if isinstance(e, AudioError) else str(e)
             store.record_failure(ext.name, file.song_id, reason, type(e).__name__, source)
             result = Result(file.song_id, ext.name, "failed", time.perf_counter() - t, error=reason, path=file.relative)
+        if last_use[ext.time_axis.sample_rate] == i:
+            audio.forget(ext.time_axis.sample_rate)  # long songs: hold one resampled copy at a time
         on_result(result)
     return decode_seconds
 
