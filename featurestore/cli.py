@@ -88,7 +88,8 @@ class RichReporter:
             self.progress.console.print(f"[red]failed[/] {r.model} {r.path}: {r.error}")
         elif self.verbose and r.status == "done":
             self.progress.console.print(
-                f"{r.model:<7} {r.path}  shape {r.shape}  {r.duration_s:.2f} s audio in {r.seconds:.2f} s"
+                f"{r.model:<7} {r.path}  shape {r.shape} at {r.frame_rate_hz:g} Hz  "
+                f"{r.duration_s:.2f} s audio in {r.seconds:.2f} s"
             )
         elif self.verbose:
             self.progress.console.print(f"{r.model:<7} {r.path}  skipped (complete, same fingerprint and source)")

@@ -160,6 +160,7 @@ class Result:
     duration_s: float | None = None
     error: str | None = None
     path: str | None = None
+    frame_rate_hz: float | None = None
 
 
 @dataclass
@@ -289,7 +290,8 @@ def process_song(store: FeatureStore, file: AudioFile, extractors: Sequence[Extr
             if options.output_base is not None:
                 write_npy(options.output_base, ext.name, file.song_id, data)
             store.clear_failure(ext.name, file.song_id)
-            result = Result(file.song_id, ext.name, "done", time.perf_counter() - t, data.shape, duration, path=file.relative)
+            result = Result(file.song_id, ext.name, "done", time.perf_counter() - t, data.shape, duration,
+                            path=file.relative, frame_rate_hz=ext.time_axis.frame_rate_hz)
         except StoreError:
             raise
         except (AudioError, AudioTooShort, InvalidSongId, FstoreError, OSError, ValueError, RuntimeError, MemoryError) as e:
