@@ -56,14 +56,20 @@ class Report:
         return all(p.kind == "incomplete" and p.where in self.fixed for p in self.problems)
 
 
-def _expected_shape(model_attrs: dict[str, Any], n_samples: int) -> tuple[int, ...] | None:
-    """The shape the model's own frame formula gives, when the model is installed here."""
+def _extractor_for(model_attrs: dict[str, Any]):
+    """The extractor (unloaded) that the group's config describes, or None if it is not installed here."""
     from .extractors import registry
 
     try:
-        cls = registry.get(model_attrs["model"])
-        ext = cls(**{k: v for k, v in (model_attrs.get("config") or {}).items()})
-        return ext.output_shape(n_samples)
+        return registry.get(model_attrs["model"])(**(model_attrs.get("config") or {}))
+    except Exception:
+        return None
+
+
+def _current_fingerprint(ext) -> str | None:
+    """The fingerprint today's code and weights give for the group's config (None: weights not here)."""
+    try:
+        return ext.fingerprint if type(ext).weights_info(ext.config).available else None
     except Exception:
         return None
 
@@ -82,6 +88,11 @@ def validate_store(store: FeatureStore, fix: bool = False) -> Report:
         group_attrs = store.model_attrs(model)
         for msg in schema_errors("group", group_attrs):
             problem("schema", model, msg)
+        ext = _extractor_for(group_attrs)
+        current = _current_fingerprint(ext) if ext is not None else None
+        if current is not None and current != group_attrs.get("fingerprint"):
+            problem("stale", model, "the installed extractor (code or weights) now computes something else; "
+                    "re-run with --skip-existing to update")
         for song in store.songs(model, complete_only=False):
             where = f"{model}/{song}"
             report.checked += 1
@@ -100,7 +111,8 @@ def validate_store(store: FeatureStore, fix: bool = False) -> Report:
                 problem("schema", where, msg)
             if list(attrs.get("dims", [])) != list(arr.metadata.dimension_names or []):
                 problem("schema", where, f"dims {attrs.get('dims')} differ from dimension_names {arr.metadata.dimension_names}")
-            expected = _expected_shape(group_attrs, attrs.get("n_samples", 0)) if attrs.get("fingerprint") == group_attrs.get("fingerprint") else None
+            same_config = attrs.get("fingerprint") == group_attrs.get("fingerprint")
+            expected = ext.output_shape(attrs.get("n_samples", 0)) if ext is not None and same_config else None
             if expected is not None and tuple(arr.shape) != expected:
                 problem("shape", where, f"shape {arr.shape}, the {model} time formula gives {expected} for {attrs.get('n_samples')} samples")
             if not np.isfinite(arr[...]).all():

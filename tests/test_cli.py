@@ -176,3 +176,22 @@ def test_local_worker_processes(tmp_path):
     reader = fs.open_store(str(store))
     assert reader.songs("madmom") == ["s0", "s1", "s2", "s3"]
     assert validate_store(FeatureStore(str(store))).ok
+
+
+def test_validate_finds_wrong_shapes_nonfinite_values_and_stale_fingerprints(tmp_path, fake_models, monkeypatch):
+    audio = tmp_path / "audio"
+    write_wav(audio / "a.wav", 0.5)
+    write_wav(audio / "b.wav", 0.5)
+    store = tmp_path / "s.zarr"
+    assert fstore("extract", "--audio-dir", audio, "--store", store, "--models", "fake").exit_code == 0
+    assert fstore("validate", store).exit_code == 0
+    s = FeatureStore(str(store), mode="a")
+    s.array("fake", "a")[0, 0] = np.nan
+    attrs = s.array("fake", "b").attrs.asdict()
+    s.write("fake", "b", np.zeros((7, 2), np.float32), ("time", "feature"), attrs)  # wrong frame count
+    from tests.fakes import FakeFrames
+
+    monkeypatch.setattr(FakeFrames, "implementation_version", "2")  # the code changed since
+    result = fstore("validate", store)
+    assert result.exit_code == 1
+    assert "nonfinite" in result.output and "shape" in result.output and "stale" in result.output
