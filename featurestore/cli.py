@@ -7,6 +7,7 @@ store), 2 usage error, 130 interrupted (Ctrl-C; finished songs are kept).
 from __future__ import annotations
 
 import re
+import signal
 import sys
 from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import contextmanager
@@ -141,6 +142,11 @@ def make_executor(workers: int, dask_scheduler: str | None) -> Iterator[Executor
         yield None
 
 
+def _terminate_as_interrupt(signum: int, frame: Any) -> None:
+    """SIGTERM (a scheduler ending the job) stops the run like Ctrl-C: finished songs stay complete."""
+    raise KeyboardInterrupt
+
+
 def _share_cores(workers: int) -> None:
     """Give each local worker its share of the cores, so N workers do not each start N threads."""
     import os
@@ -233,6 +239,7 @@ def extract(
     run_options = pipeline.RunOptions(skip_existing=skip_existing, retry_failed=retry_failed,
                                       output_base=output_base, device=device)
     code = 0
+    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
         with make_executor(workers, dask_scheduler) as executor:
             summary = pipeline.run(target, found.files, extractors, run_options, reporter, executor=executor)

@@ -311,3 +311,23 @@ def test_ids_from_names_never_escape(tmp_path, name):
     with pytest.raises(InvalidSongId):
         s.write("madmom", name, np.ones(3, np.float32), ("time",), {})
     assert not any(p.name == "escape" for p in tmp_path.rglob("*"))
+
+
+def test_sigterm_stops_cleanly_with_exit_130(tmp_path):
+    audio = tmp_path / "audio"
+    _songs(audio, 12)
+    store = tmp_path / "s.zarr"
+    proc = subprocess.Popen(_extract_cmd(audio, store), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and proc.poll() is None:
+        if (store / "madmom").exists() and FeatureStore(str(store)).songs("madmom"):
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in err
+    s = FeatureStore(str(store))
+    assert 1 <= len(s.songs("madmom")) < 12
+    for song in set(s.songs("madmom", complete_only=False)) - set(s.songs("madmom")):
+        assert song not in fs.open_store(str(store)).songs("madmom")  # a half-written song stays invisible
+    assert _held_leases(store) == []
