@@ -1,0 +1,386 @@
+"""MERT extractor: the shared contract on a generated tiny MERT snapshot, loading without remote
+code, equality with transformers' HubertModel, refusals, windows, the offline message, parity."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from featurestore.errors import WeightsUnavailable
+from featurestore.extractors._mert_hf import UnsupportedMertConfig, hubert_config
+from featurestore.extractors.mert import Mert, n_frames, plan_windows
+from featurestore.testing import ExtractorContract, test_signal
+from featurestore.weights import MERT_REPO, MERT_REVISION, sha256_file
+
+from .conftest import requires_gpu, requires_shared, shared_path
+
+#: config.json of the published snapshot, with tiny sizes (same keys and model_type)
+TINY_CONFIG = {
+    "activation_dropout": 0.1, "apply_spec_augment": True, "architectures": ["MERTModel"],
+    "attention_dropout": 0.1, "attention_relax": -1.0,
+    "auto_map": {"AutoConfig": "configuration_MERT.MERTConfig", "AutoModel": "modeling_MERT.MERTModel"},
+    "bos_token_id": 1, "classifier_proj_size": 256, "conv_bias": False, "conv_dim": [16] * 7,
+    "conv_kernel": [10, 3, 3, 3, 3, 2, 2], "conv_stride": [5, 2, 2, 2, 2, 2, 2],
+    "ctc_loss_reduction": "sum", "ctc_zero_infinity": False, "deepnorm": False, "do_stable_layer_norm": False,
+    "eos_token_id": 2, "feat_extract_activation": "gelu", "feat_extract_norm": "group", "feat_proj_dropout": 0.0,
+    "feat_proj_layer_norm": True, "feature_extractor_cqt": False, "feature_extractor_cqt_bins": 336,
+    "final_dropout": 0.1, "hidden_act": "gelu", "hidden_dropout": 0.1, "hidden_size": 32,
+    "initializer_range": 0.02, "intermediate_size": 64, "layer_norm_eps": 1e-05, "layerdrop": 0.1,
+    "mask_feature_length": 10, "mask_feature_min_masks": 0, "mask_feature_prob": 0.0, "mask_time_length": 10,
+    "mask_time_min_masks": 2, "mask_time_prob": 0.05, "model_type": "mert_model", "num_attention_heads": 4,
+    "num_conv_pos_embedding_groups": 4, "num_conv_pos_embeddings": 16, "num_feat_extract_layers": 7,
+    "num_hidden_layers": 2, "pad_token_id": 0, "sample_rate": 24000, "transformers_version": "4.38.2",
+    "use_weighted_layer_sum": False, "vocab_size": 32,
+}
+PREPROCESSOR = {
+    "do_normalize": True, "feature_extractor_type": "Wav2Vec2FeatureExtractor", "feature_size": 1,
+    "padding_side": "right", "padding_value": 0.0, "return_attention_mask": True, "sampling_rate": 24000,
+}
+_NEW_G = "encoder.pos_conv_embed.conv.parametrizations.weight.original0"
+_NEW_V = "encoder.pos_conv_embed.conv.parametrizations.weight.original1"
+
+_snapshots: dict[str, Path] = {}
+
+
+def reference_model(config: dict = TINY_CONFIG):
+    """A randomly initialised HubertModel built directly from the mapped config, every parameter perturbed."""
+    import torch
+    from transformers import HubertModel
+
+    torch.manual_seed(0)
+    model = HubertModel(hubert_config(config)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return model
+
+
+def write_snapshot(folder: Path, config: dict = TINY_CONFIG, fmt: str = "bin", do_normalize: bool = True) -> Path:
+    """A MERT-format snapshot: config.json, preprocessor_config.json, weights under the published
+    file names (``pytorch_model.bin`` with torch<2.1 weight-norm names and ``masked_spec_embed``,
+    or ``model.safetensors`` with today's names), and remote-code stand-ins that abort if run."""
+    import torch
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(config, indent=2))
+    (folder / "preprocessor_config.json").write_text(json.dumps({**PREPROCESSOR, "do_normalize": do_normalize}))
+    for name in ("configuration_MERT.py", "modeling_MERT.py"):
+        (folder / name).write_text("raise SystemExit('remote code must never run')\n")
+    state = {k: v.detach().clone().contiguous() for k, v in reference_model(config).state_dict().items()}
+    if fmt == "bin":
+        state["encoder.pos_conv_embed.conv.weight_g"] = state.pop(_NEW_G)
+        state["encoder.pos_conv_embed.conv.weight_v"] = state.pop(_NEW_V)
+        state["masked_spec_embed"] = torch.rand(config["hidden_size"])
+        torch.save(state, folder / "pytorch_model.bin")
+    else:
+        from safetensors.torch import save_file
+
+        save_file(state, str(folder / "model.safetensors"))
+    return folder
+
+
+def tiny_snapshot(fmt: str = "bin") -> Path:
+    return _snapshots[fmt]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _tiny_snapshots(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mert")
+    for fmt in ("bin", "safetensors"):
+        _snapshots[fmt] = write_snapshot(root / fmt, fmt=fmt)
+
+
+def normalised(wave: np.ndarray) -> np.ndarray:
+    """Wav2Vec2FeatureExtractor's zero-mean unit-variance normalisation, in NumPy float64."""
+    w = wave.astype(np.float64)
+    return ((w - w.mean()) / np.sqrt(w.var() + 1e-7)).astype(np.float32)
+
+
+def hubert_hidden_states(model, wave: np.ndarray) -> np.ndarray:
+    """All hidden states of ``model`` on one window, shape (L+1, T, hidden)."""
+    import torch
+
+    with torch.inference_mode():
+        out = model(torch.from_numpy(normalised(wave))[None], output_hidden_states=True)
+    return torch.stack(out.hidden_states)[:, 0].numpy()
+
+
+class TestMertContract(ExtractorContract):
+    alternative_options = {"normalize": "window"}
+
+    def make_extractor(self, **options):
+        return Mert(model_path=str(tiny_snapshot()), **options)
+
+
+class TestMertAllLayersContract(ExtractorContract):
+    """The contract again with the (layer, time, feature) layout: time is not the first axis."""
+
+    durations_s = (0.25, 1.0)
+    alternative_options = {"window_s": 10.0}
+
+    def make_extractor(self, **options):
+        return Mert(model_path=str(tiny_snapshot()), layers="all", **options)
+
+
+def loaded(**options) -> Mert:
+    ext = Mert(model_path=str(tiny_snapshot()), **options)
+    ext.load("cpu")
+    return ext
+
+
+def test_equals_hubert_model_built_from_the_mapped_config():
+    """Both weight formats and key namings load to exactly the model they were saved from."""
+    wave = test_signal(24000 * 2 + 123, 24000)
+    expected = hubert_hidden_states(reference_model(), wave)
+    assert expected.shape == (3, n_frames(len(wave)), 32)
+    for fmt in ("bin", "safetensors"):
+        ext = Mert(model_path=str(tiny_snapshot(fmt)), layers="all")
+        ext.load("cpu")
+        np.testing.assert_allclose(ext.extract(wave), expected, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(loaded().extract(wave), expected[-1], rtol=0, atol=1e-5)
+
+
+def test_time_formula_and_axis():
+    ext = loaded()
+    for n in (400, 719, 720, 24000 + 5):
+        assert ext.extract(test_signal(n, 24000)).shape == ((n - 400) // 320 + 1, 32)
+    ax = ext.time_axis
+    assert (ax.sample_rate, ax.hop_samples, ax.t0_samples) == (24000, 320, 200)
+    assert ext.n_frames(30 * 24000) == 2249
+
+
+def test_layer_selection_dims_and_coords():
+    wave = test_signal(24000, 24000)
+    every = loaded(layers="all")
+    assert every.dims == ("layer", "time", "feature") and every.coords == {"layer": [0, 1, 2]}
+    picked = loaded(layers="2,0")
+    assert picked.coords == {"layer": [0, 2]} and picked.output_shape(len(wave)) == (2, 74, 32)
+    single = loaded(layers="1")
+    assert single.dims == ("time", "feature") and single.coords == {}
+    all_states = every.extract(wave)
+    np.testing.assert_array_equal(picked.extract(wave), all_states[[0, 2]])
+    np.testing.assert_array_equal(single.extract(wave), all_states[1])
+    for bad in ("3", "1,1", "-1", "first"):
+        with pytest.raises(ValueError):
+            Mert(model_path=str(tiny_snapshot()), layers=bad).output_shape(24000)
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"attention_relax": 32.0}, "attention_relax"),
+        ({"deepnorm": True}, "deepnorm"),
+        ({"feature_extractor_cqt": True}, "feature_extractor_cqt"),
+        ({"model_type": "hubert"}, "model_type"),
+        ({"sample_rate": 16000}, "16000 Hz"),
+    ],
+)
+def test_refuses_configs_whose_maths_differ(tmp_path, change, words):
+    folder = tmp_path / "snap"
+    write_snapshot(folder)
+    (folder / "config.json").write_text(json.dumps({**TINY_CONFIG, **change}))
+    ext = Mert(model_path=str(folder))
+    with pytest.raises(UnsupportedMertConfig, match=words):
+        ext.load("cpu")
+
+
+def test_do_normalize_is_read_from_the_preprocessor_config(tmp_path):
+    folder = write_snapshot(tmp_path / "raw", do_normalize=False)
+    ext = Mert(model_path=str(folder))
+    ext.load("cpu")
+    wave = test_signal(24000, 24000)
+    import torch
+
+    with torch.inference_mode():
+        expected = reference_model()(torch.from_numpy(wave)[None]).last_hidden_state[0].numpy()
+    np.testing.assert_allclose(ext.extract(wave), expected, rtol=0, atol=1e-5)
+
+
+def test_fingerprint_records_the_weights_sha256():
+    bin_, st = Mert(model_path=str(tiny_snapshot("bin"))), Mert(model_path=str(tiny_snapshot("safetensors")))
+    assert bin_.weights()[0].sha256 == sha256_file(tiny_snapshot("bin") / "pytorch_model.bin")
+    assert bin_.fingerprint != st.fingerprint
+    assert "model_path" not in bin_.config.fingerprinted()
+
+
+def test_local_folder_without_weights_is_named(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps(TINY_CONFIG))
+    with pytest.raises(WeightsUnavailable, match="lacks preprocessor_config.json, model.safetensors or pytorch_model.bin"):
+        Mert(model_path=str(tmp_path)).weights()
+
+
+def test_env_var_chooses_the_snapshot(monkeypatch):
+    monkeypatch.setenv("FSTORE_MERT_MODEL", str(tiny_snapshot()))
+    ext = Mert()
+    assert ext.weights()[0].path.parent == tiny_snapshot() and ext.output_shape(24000) == (74, 32)
+
+
+def test_offline_without_cache_fails_fast_with_a_clear_message(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "FSTORE_", "HUGGINGFACE"))}
+    env.update(HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1", FSTORE_OFFLINE="1")
+    code = "from featurestore.extractors.mert import Mert\nMert().weights()"
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    seconds = time.perf_counter() - start
+    assert out.returncode != 0 and "WeightsUnavailable" in out.stderr
+    message = out.stderr.strip().splitlines()[-1]
+    for words in (MERT_REPO, MERT_REVISION, str(tmp_path / "hf" / "hub"), "--mert-model PATH", "FSTORE_MERT_MODEL"):
+        assert words in message, words
+    assert seconds < 10, f"offline failure took {seconds:.1f} s"
+
+
+def test_unreachable_hub_fails_fast_without_retries(monkeypatch):
+    """Online but without a route to the hub: no five retries with back-off, one clear error."""
+    import socket
+
+    import featurestore.weights as weights
+
+    def refuse(*args, **kwargs):
+        raise OSError("Name or service not known")
+
+    def never(*args, **kwargs):
+        raise AssertionError("hf_hub_download must not be called when the hub is unreachable")
+
+    for var in ("FSTORE_OFFLINE", "HF_HUB_OFFLINE", "FSTORE_MERT_MODEL", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(weights, "mert_cached_snapshot", lambda: None)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr("huggingface_hub.hf_hub_download", never)
+    start = time.perf_counter()
+    with pytest.raises(WeightsUnavailable, match="cannot be reached.*--mert-model PATH"):
+        Mert().weights()
+    assert time.perf_counter() - start < 5
+
+
+def test_plan_windows_tiles_the_frames_on_the_grid():
+    window_frames, overlap_frames = 2250, 375  # 30 s, 5 s
+    for n in [400, 720000, 720080, 720081, 840000, 24000 * 61 + 17, 24000 * 1200 + 5]:
+        windows = plan_windows(n, 30.0, 5.0)
+        assert windows[0].keep_from == 0 and windows[-1].keep_to == n_frames(n) and windows[-1].stop == n
+        for w in windows:
+            assert w.start % 320 == 0 and w.stop - w.start <= 320 * (window_frames - 1) + 400
+            assert w.first_frame <= w.keep_from < w.keep_to <= w.first_frame + n_frames(w.stop - w.start)
+        for a, b in zip(windows, windows[1:]):
+            assert a.keep_to == b.keep_from
+            overlap = a.first_frame + n_frames(a.stop - a.start) - b.first_frame
+            assert overlap >= overlap_frames - 1
+            assert min(a.keep_to - b.first_frame, a.first_frame + n_frames(a.stop - a.start) - a.keep_to) >= (overlap - 1) // 2
+
+
+@pytest.mark.parametrize("normalize", ["song", "window"])
+def test_windows_are_stitched_on_the_song_clock(normalize):
+    """Each stored frame is the frame of the window planned for it, at the right song index."""
+    ext = loaded(layers="all", window_s=1.0, overlap_s=0.25, normalize=normalize)
+    wave = test_signal(24000 * 4 + 1234, 24000)
+    got = ext.extract(wave)
+    model = reference_model()
+    song = normalised(wave)
+    windows = plan_windows(len(wave), 1.0, 0.25)
+    assert len(windows) >= 5
+    for w in windows:
+        segment = wave[w.start : w.stop]
+        states = hubert_hidden_states(model, segment) if normalize == "window" else _states_raw(model, song[w.start : w.stop])
+        np.testing.assert_allclose(got[:, w.keep_from : w.keep_to], states[:, w.keep_from - w.first_frame : w.keep_to - w.first_frame],
+                                   rtol=0, atol=1e-5)
+    one_pass = loaded(layers="all", normalize=normalize).extract(wave)
+    assert got.shape == one_pass.shape
+    # the conv front end sees the same samples; only its GroupNorm statistics and the attention context differ
+    assert np.abs(got[0] - one_pass[0]).mean() < np.abs(one_pass[0]).mean()
+
+
+def _states_raw(model, values: np.ndarray) -> np.ndarray:
+    import torch
+
+    with torch.inference_mode():
+        out = model(torch.from_numpy(np.ascontiguousarray(values))[None], output_hidden_states=True)
+    return torch.stack(out.hidden_states)[:, 0].numpy()
+
+
+def test_cli_extracts_a_generated_snapshot_end_to_end(tmp_path):
+    from typer.testing import CliRunner
+
+    import featurestore as fs
+    from featurestore.cli import app
+
+    from .conftest import write_wav
+
+    write_wav(tmp_path / "audio" / "a.wav", 2.0, rate=44100)
+    store = tmp_path / "s.zarr"
+    args = ["extract", "--audio-dir", tmp_path / "audio", "--store", store, "--models", "mert",
+            "--mert-model", tiny_snapshot(), "--mert-layers", "all", "--device", "cpu"]
+    result = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    da = fs.open_store(str(store)).load("a", "mert")
+    assert da.dims == ("layer", "time", "feature") and da.shape == (3, n_frames(48000), 32)
+    assert list(da["layer"].values) == [0, 1, 2]
+    assert da["time"].values[0] == pytest.approx(200 / 24000) and da["time"].values[1] - da["time"].values[0] == pytest.approx(320 / 24000)
+
+
+@pytest.mark.slow
+def test_twenty_minutes_in_bounded_memory():
+    """A 20-minute song on the tiny snapshot: peak RSS grows by the song and its output, not by T^2."""
+    code = f"""
+import resource, numpy as np
+from featurestore.extractors.mert import Mert
+from featurestore.testing import test_signal
+ext = Mert(model_path={str(tiny_snapshot())!r}); ext.load("cpu")
+n = 20 * 60 * 24000
+wave = np.empty(n, np.float32)
+for i in range(0, n, 720000):
+    wave[i : i + 720000] = test_signal(min(720000, n - i), 24000, seed=i)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+y = ext.extract(wave)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(y.shape, (after - before) / 1024)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=600)
+    shape, growth_mib = out.stdout.rsplit(" ", 1)
+    assert shape == f"({n_frames(20 * 60 * 24000)}, 32)"
+    # one pass would need ~12 heads x 90000^2 attention scores per layer; windows need the
+    # normalised song (110 MiB) and one 30-s window's activations
+    assert float(growth_mib) < 600, growth_mib
+
+
+@requires_shared
+@pytest.mark.parametrize("name", ["chirp", "sample"])
+def test_parity_with_mert_model_code(name):
+    """Every hidden state of MERT's own model code (transformers 4.38.2) within 1e-4."""
+    folder = shared_path("parity", "mert")
+    ref = np.load(folder / f"{name}.npz")
+    ext = Mert(model_path=str(folder / "snapshot"), layers="all")
+    ext.load("cpu")
+    got = ext.extract(ref["audio24k"])
+    assert got.shape == ref["hidden_states"].shape
+    assert np.abs(got - ref["hidden_states"]).max() <= 1e-4
+    last = Mert(model_path=str(folder / "snapshot"))
+    last.load("cpu")
+    assert np.abs(last.extract(ref["audio24k"]) - ref["last_hidden_state"]).max() <= 1e-4
+
+
+@pytest.mark.parametrize("precision", ["bf16"])
+def test_cpu_autocast_stays_close_to_fp32(precision):
+    wave = test_signal(24000 * 2, 24000)
+    fp32 = loaded().extract(wave)
+    low = loaded(precision=precision).extract(wave)
+    assert low.dtype == np.float32 and low.shape == fp32.shape
+    assert np.abs(low - fp32).max() < 0.1 * np.abs(fp32).max()
+
+
+@pytest.mark.gpu
+@requires_gpu
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+def test_gpu_matches_cpu(precision):
+    wave = test_signal(24000 * 3, 24000)
+    cpu = loaded().extract(wave)
+    ext = Mert(model_path=str(tiny_snapshot()), precision=precision)
+    ext.load("cuda")
+    got = ext.extract(wave)
+    tolerance = 1e-4 if precision == "fp32" else 0.1 * np.abs(cpu).max()
+    assert got.dtype == np.float32 and np.abs(got - cpu).max() < tolerance
