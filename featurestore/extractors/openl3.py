@@ -1,0 +1,153 @@
+"""OpenL3 (mel256 / music / 512): 512-d embeddings of 1-s windows every 0.1 s, shape (T, 512).
+
+A port of openl3 0.4.2 with its default kapre frontend, without TensorFlow: the frontend
+(STFT 2048/242, periodic Hann, end padding, |X|, Slaney mel-256 on the magnitude,
+``10 log10`` minus the window's max, floor -80) is :mod:`._openl3_frontend`, the CNN and the
+Keras weights reader :mod:`._openl3_net`.
+
+Framing as ``get_audio_embedding(center=True, hop_size=0.1)``: 24000 zeros before the
+signal, zeros after it up to a whole number of 4800-sample hops (or up to one full window),
+windows of 48000. ``T = 1 + ceil(max(N - 24000, 0) / 4800)``; window ``i`` is centred on
+sample ``4800 i`` of the original (t0 = 0, hop 0.1 s). A clip shorter than 0.5 s gives one
+window, zero-padded, as openl3 does (openl3 also warns below 1 s).
+
+Long files: windows are views of the padded signal and are framed, transformed and embedded
+``WINDOW_BATCH`` at a time, so memory is bounded by one batch whatever the length.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..weights import OPENL3_URL, openl3_cache, openl3_local_path, openl3_weights
+from .base import Extractor, ExtractorConfig, TimeAxis, WeightFile, WeightsInfo
+
+SAMPLE_RATE = 48000
+WINDOW = 48000
+HOP = 4800
+EMBEDDING = 512
+#: windows embedded per batch (bounds memory: about 60 MB of activations per window in fp32)
+WINDOW_BATCH = 16
+_PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class OpenL3Config(ExtractorConfig):
+    """OpenL3 options.
+
+    Attributes
+    ----------
+    weights_path : str or None
+        A local weights file (Keras HDF5 layout); its sha256 is fingerprinted instead of the path.
+    precision : str
+        "fp32" (parity with openl3), "bf16" or "fp16" for the convolutions after the first.
+    """
+
+    weights_path: str | None = field(default=None, metadata={"fingerprint": False})
+    precision: str = "fp32"
+
+    def __post_init__(self) -> None:
+        if self.precision not in _PRECISIONS:
+            raise ValueError(f"precision {self.precision!r}: use one of {', '.join(_PRECISIONS)}")
+
+
+def n_frames(n_samples: int) -> int:
+    """openl3's window count for ``n_samples`` at 48 kHz with center=True, hop 0.1 s."""
+    return 1 + -(-max(n_samples - WINDOW // 2, 0) // HOP)
+
+
+def frame_signal(wave: np.ndarray) -> np.ndarray:
+    """openl3's windows as a read-only view.
+
+    Parameters
+    ----------
+    wave : np.ndarray [shape=(N,), float32]
+
+    Returns
+    -------
+    np.ndarray [shape=(n_frames(N), 48000), float32]
+        Window ``i`` starts at sample ``4800 i - 24000`` of ``wave`` (zeros outside it).
+    """
+    t = n_frames(wave.shape[0])
+    padded = np.zeros(WINDOW + (t - 1) * HOP, dtype=np.float32)
+    padded[WINDOW // 2 : WINDOW // 2 + wave.shape[0]] = wave
+    return np.lib.stride_tricks.sliding_window_view(padded, WINDOW)[::HOP]
+
+
+class OpenL3(Extractor):
+    name: ClassVar[str] = "openl3"
+    description: ClassVar[str] = "OpenL3 mel256/music (openl3 0.4.2, kapre frontend): 512-d embedding, 10 Hz"
+    Config: ClassVar[type[ExtractorConfig]] = OpenL3Config
+    config: OpenL3Config
+
+    @property
+    def time_axis(self) -> TimeAxis:
+        return TimeAxis(sample_rate=SAMPLE_RATE, hop_samples=HOP, t0_samples=0)
+
+    @property
+    def dims(self) -> tuple[str, ...]:
+        return ("time", "feature")
+
+    def _dim_size(self, dim: str) -> int:
+        if dim == "feature":
+            return EMBEDDING
+        return super()._dim_size(dim)
+
+    @property
+    def uses_torch(self) -> bool:
+        return True
+
+    def n_frames(self, n_samples: int) -> int:
+        return n_frames(n_samples)
+
+    @classmethod
+    def weights_info(cls, config: ExtractorConfig | None = None) -> WeightsInfo:
+        local = openl3_local_path(getattr(config, "weights_path", None))
+        if local is not None:
+            return WeightsInfo(f"local OpenL3 weights file {local}", local.is_file(), str(local),
+                               "a Keras weights file in the openl3_audio_mel256_music.h5 layout")
+        cached = openl3_cache()
+        return WeightsInfo(
+            f"official openl3_audio_mel256_music.h5 (CC BY 4.0) from {OPENL3_URL}, downloaded once into the cache",
+            cached.is_file(),
+            str(cached) if cached.is_file() else None,
+            "downloaded on first use, or --openl3-weights PATH / FSTORE_OPENL3_WEIGHTS for a local file",
+        )
+
+    def _resolve_weights(self) -> tuple[WeightFile, ...]:
+        path, digest, source = openl3_weights(self.config.weights_path)
+        return (WeightFile(path, digest, source),)
+
+    def _load(self, device: str) -> None:
+        import torch
+
+        from ._openl3_frontend import mel_filterbank
+        from ._openl3_net import FastNet, read_keras_weights
+
+        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.config.precision]
+        self._device = torch.device(device)
+        self._net = FastNet(read_keras_weights(self.weights()[0].path), device, dtype)
+        self._filterbank = torch.from_numpy(mel_filterbank()).to(self._device)
+
+    def embed_windows(self, windows: Any) -> Any:
+        """Embeddings of a batch of windows: (B, 48000) float32 tensor -> (B, 512) float32 tensor."""
+        from ._openl3_frontend import melspectrogram_db
+
+        return self._net(melspectrogram_db(windows.to(self._device), self._filterbank))
+
+    def _extract(self, wave: np.ndarray) -> np.ndarray:
+        import torch
+
+        windows = frame_signal(wave)
+        out = np.empty((windows.shape[0], EMBEDDING), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, windows.shape[0], WINDOW_BATCH):
+                chunk = torch.from_numpy(windows[start : start + WINDOW_BATCH].copy())
+                out[start : start + chunk.shape[0]] = self.embed_windows(chunk).cpu().numpy()
+        return out
+
+
+__all__ = ["OpenL3", "OpenL3Config", "frame_signal", "n_frames"]

@@ -1,0 +1,281 @@
+"""OpenL3: the shared contract, the weights loader and its errors, parity with openl3 0.4.2."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import shutil
+import time
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pytest
+
+import featurestore.weights as weights
+from featurestore.errors import WeightsChecksumError, WeightsUnavailable
+from featurestore.extractors.openl3 import OpenL3, frame_signal, n_frames
+from featurestore.testing import ExtractorContract
+
+from .conftest import requires_shared, shared_path
+
+_CONVS = ((1, 64), (64, 64), (64, 128), (128, 128), (128, 256), (256, 256), (256, 512), (512, 512))
+
+
+def write_official_layout(path: Path, seed: int = 0, drop: str | None = None, bad_shape: str | None = None) -> Path:
+    """A random-valued weights file in the official Keras HDF5 layout (names as in the parity file)."""
+    import h5py
+
+    rng = np.random.default_rng(seed)
+    layers: list[tuple[str, list[tuple[str, np.ndarray]]]] = [("input_1", []), ("melspectrogram", [])]
+
+    def bn(name: str, c: int, mean: float, var: float) -> None:
+        layers.append((name, [("gamma", rng.uniform(0.5, 1.5, c)), ("beta", rng.normal(0, 0.2, c)),
+                              ("moving_mean", rng.normal(mean, 0.5, c)), ("moving_variance", rng.uniform(var, 2 * var, c))]))
+
+    bn("batch_normalization", 1, -40.0, 200.0)
+    for i, (cin, cout) in enumerate(_CONVS):
+        name = "audio_embedding_layer" if i == 7 else f"conv2d_{i}" if i else "conv2d"
+        layers.append((name, [("kernel", rng.normal(0, np.sqrt(2 / (9 * cin)), (3, 3, cin, cout))),
+                              ("bias", rng.normal(0, 0.05, cout))]))
+        if i < 7:
+            bn(f"batch_normalization_{i + 1}", cout, 0.0, 0.5)
+            layers.append((f"activation_{i}" if i else "activation", []))
+    with h5py.File(path, "w") as f:
+        f.attrs["backend"] = b"tensorflow"
+        f.attrs["keras_version"] = b"2.21.0"
+        f.attrs["layer_names"] = np.array([n.encode() for n, _ in layers])
+        for name, variables in layers:
+            g = f.create_group(name)
+            g.attrs["weight_names"] = np.array([f"{name}/{v}:0".encode() for v, _ in variables])
+            for v, a in variables:
+                if name == drop:
+                    continue
+                shape = a.shape[:-1] + (a.shape[-1] + 1,) if name == bad_shape and v != "bias" else a.shape
+                g.create_dataset(f"{name}/{v}:0", data=np.resize(a, shape).astype(np.float32))
+    return path
+
+
+@pytest.fixture(scope="session")
+def random_h5(tmp_path_factory) -> Path:
+    return write_official_layout(tmp_path_factory.mktemp("openl3") / "random.h5")
+
+
+class TestOpenL3Contract(ExtractorContract):
+    alternative_options = {"precision": "bf16"}
+    # center=True pads the start only: the last 0.5 s has no window centred in it
+    frame_count_slack = 5.0
+    weights_file: ClassVar[Path]
+
+    @pytest.fixture(scope="class", autouse=True)
+    @classmethod
+    def _weights_file(cls, random_h5: Path) -> Path:
+        cls.weights_file = random_h5
+        return random_h5
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def extractor(cls, _weights_file: Path) -> OpenL3:
+        ext = cls().make_extractor()
+        ext.load(cls.device)
+        return ext
+
+    def make_extractor(self, **options):
+        return OpenL3(weights_path=str(self.weights_file), **options)
+
+
+def test_frame_count_and_windows_follow_openl3():
+    assert n_frames(48000 * 30) == 296 and n_frames(1) == n_frames(24000) == 1 and n_frames(24001) == 2
+    wave = np.arange(1, 120001, dtype=np.float32)
+    w = frame_signal(wave)
+    assert w.shape == (21, 48000)
+    np.testing.assert_array_equal(w[0, :24000], 0)
+    np.testing.assert_array_equal(w[0, 24000:], wave[:24000])
+    np.testing.assert_array_equal(w[5, :], wave[4800 * 5 - 24000 : 4800 * 5 + 24000])
+    assert w[-1, -1] == wave[-1]  # (24000 + N - 48000) is a whole number of hops: no end padding
+    longer = frame_signal(np.ones(120001, dtype=np.float32))
+    assert longer.shape == (22, 48000) and longer[-1, 47999 - 4799] == 1 and longer[-1, 47999 - 4798] == 0
+
+
+def test_chunked_windows_equal_one_batch(random_h5, monkeypatch):
+    import featurestore.extractors.openl3 as module
+    from featurestore.testing import test_signal
+
+    ext = OpenL3(weights_path=str(random_h5))
+    ext.load("cpu")
+    wave = test_signal(48000 * 2, 48000)
+    whole = ext.extract(wave)
+    monkeypatch.setattr(module, "WINDOW_BATCH", 3)
+    np.testing.assert_allclose(ext.extract(wave), whole, rtol=1e-5, atol=1e-5)
+
+
+def test_fast_net_equals_plain_conv_net(random_h5):
+    import torch
+
+    from featurestore.extractors._openl3_net import FastNet, build_plain_net, read_keras_weights
+
+    layers = read_keras_weights(random_h5)
+    db = -80 * torch.rand(2, 256, 199, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        ref = build_plain_net(layers)(db[:, None])
+        got = FastNet(layers, "cpu", torch.float32)(db)
+    torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["drop", "bad_shape"])
+def test_loader_errors_name_the_layer(tmp_path, kind):
+    from featurestore.extractors._openl3_net import read_keras_weights
+
+    path = write_official_layout(tmp_path / "w.h5", **{kind: "conv2d_3"})
+    with pytest.raises(ValueError, match="conv2d_3"):
+        read_keras_weights(path)
+
+
+def test_loader_rejects_wrong_layer_count(tmp_path):
+    import h5py
+
+    from featurestore.extractors._openl3_net import read_keras_weights
+
+    path = write_official_layout(tmp_path / "w.h5")
+    with h5py.File(path, "a") as f:
+        f.attrs["layer_names"] = np.array([n for n in f.attrs["layer_names"] if n != b"audio_embedding_layer"])
+    with pytest.raises(ValueError, match="15 layers with weights"):
+        read_keras_weights(path)
+
+
+def test_local_file_with_its_own_digest_is_used(random_h5):
+    (w,) = OpenL3(weights_path=str(random_h5)).weights()
+    assert w.sha256 == hashlib.sha256(random_h5.read_bytes()).hexdigest() != weights.OPENL3_SHA256
+    assert w.path == random_h5
+
+
+def test_env_var_names_the_local_file(random_h5, monkeypatch):
+    monkeypatch.setenv("FSTORE_OPENL3_WEIGHTS", str(random_h5))
+    assert OpenL3().weights()[0].path == random_h5
+    assert OpenL3.weights_info().available
+
+
+def test_offline_without_weights_fails_fast_with_instructions(tmp_path, monkeypatch):
+    monkeypatch.setenv("FSTORE_CACHE", str(tmp_path))
+    monkeypatch.setenv("FSTORE_OFFLINE", "1")
+    monkeypatch.delenv("FSTORE_OPENL3_WEIGHTS", raising=False)
+    info = OpenL3.weights_info()
+    assert not info.available and "--openl3-weights" in info.how_to_provide
+    start = time.monotonic()
+    with pytest.raises(WeightsUnavailable) as err:
+        OpenL3().weights()
+    assert time.monotonic() - start < 5
+    message = str(err.value)
+    assert weights.OPENL3_GZ in message and str(tmp_path / "openl3") in message
+    assert "--openl3-weights" in message and "FSTORE_OPENL3_WEIGHTS" in message
+
+
+def _serve_gz(tmp_path: Path, monkeypatch, h5: Path) -> str:
+    gz = tmp_path / "served.h5.gz"
+    with open(h5, "rb") as src, gzip.open(gz, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    monkeypatch.setattr(weights, "OPENL3_URL", gz.as_uri())
+    monkeypatch.setattr(weights, "OPENL3_GZ_SHA256", hashlib.sha256(gz.read_bytes()).hexdigest())
+    monkeypatch.setenv("FSTORE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("FSTORE_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("FSTORE_OPENL3_WEIGHTS", raising=False)
+    return hashlib.sha256(h5.read_bytes()).hexdigest()
+
+
+def test_download_verifies_and_decompresses_once(tmp_path, monkeypatch, random_h5):
+    digest = _serve_gz(tmp_path, monkeypatch, random_h5)
+    monkeypatch.setattr(weights, "OPENL3_SHA256", digest)
+    path, got, _ = weights.openl3_weights(None)
+    assert got == digest and path == tmp_path / "cache" / "openl3" / weights.OPENL3_FILE
+    assert sorted(p.name for p in path.parent.iterdir()) == [weights.OPENL3_FILE]
+    monkeypatch.setenv("FSTORE_OFFLINE", "1")  # the cached copy is used without the network
+    assert weights.openl3_weights(None)[1] == digest
+
+
+def test_download_with_wrong_checksum_leaves_nothing(tmp_path, monkeypatch, random_h5):
+    _serve_gz(tmp_path, monkeypatch, random_h5)  # the expected h5 digest stays the official one
+    with pytest.raises(WeightsChecksumError):
+        weights.openl3_weights(None)
+    assert not (tmp_path / "cache" / "openl3" / weights.OPENL3_FILE).exists()
+
+
+def test_corrupt_cached_file_is_reported(tmp_path, monkeypatch, random_h5):
+    monkeypatch.setenv("FSTORE_CACHE", str(tmp_path))
+    monkeypatch.delenv("FSTORE_OPENL3_WEIGHTS", raising=False)
+    (tmp_path / "openl3").mkdir()
+    shutil.copy(random_h5, tmp_path / "openl3" / weights.OPENL3_FILE)
+    with pytest.raises(WeightsChecksumError, match="delete it"):
+        OpenL3().weights()
+
+
+# -- parity with openl3 0.4.2 (random weights in the official layout) ----------------------------
+@pytest.fixture(scope="module")
+def parity_h5(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("openl3_parity") / "random.h5"
+    with gzip.open(shared_path("parity", "openl3", "openl3_audio_mel256_music_random.h5.gz"), "rb") as src, open(out, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    return out
+
+
+def _reference(name: str) -> dict:
+    return dict(np.load(shared_path("parity", "openl3", f"{name}_mel256_music_512.npz")))
+
+
+@requires_shared
+def test_frontend_parity():
+    import torch
+
+    from featurestore.extractors._openl3_frontend import melspectrogram_db, mel_filterbank
+
+    ref = _reference("sample")
+    windows = torch.from_numpy(ref["windows_first3"][:, 0])
+    fb = torch.from_numpy(mel_filterbank())
+    from featurestore.extractors import _openl3_frontend as fe
+    import torch.nn.functional as F
+
+    frames = F.pad(windows, (0, (fe.N_FRAMES - 1) * fe.HOP + fe.N_FFT - 48000)).unfold(-1, fe.N_FFT, fe.HOP)
+    mel = (torch.fft.rfft(frames * torch.hann_window(fe.N_FFT, periodic=True)).abs() @ fb).numpy()
+    np.testing.assert_allclose(mel, ref["melmag_first3"][..., 0], rtol=1e-4, atol=1e-5)
+    db = melspectrogram_db(windows, fb).numpy()
+    expected = ref["frontend_first3"][..., 0]
+    delta = np.abs(db - expected)
+    assert delta[expected > -60].max() <= 0.02
+    assert delta.max() <= 1.0
+
+
+@requires_shared
+def test_network_parity_from_stored_frontend(parity_h5):
+    import torch
+
+    from featurestore.extractors._openl3_net import FastNet, read_keras_weights
+
+    ref = _reference("sample")
+    with torch.inference_mode():
+        got = FastNet(read_keras_weights(parity_h5), "cpu", torch.float32)(torch.from_numpy(ref["frontend_first3"][..., 0]))
+    np.testing.assert_allclose(got.numpy(), ref["embedding"][:3], rtol=1e-3, atol=1e-3)
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+@requires_shared
+@pytest.mark.parametrize("name", ["sample", "chirp"])
+def test_end_to_end_parity(parity_h5, name):
+    ref = _reference(name)
+    ext = OpenL3(weights_path=str(parity_h5))
+    ext.load("cpu")
+    got = ext.extract(ref["audio48k"])
+    assert got.shape == ref["embedding"].shape
+    np.testing.assert_allclose(ext.time_axis.times(got.shape[0]), ref["timestamps"], atol=1e-12)
+    assert _cosine(got, ref["embedding"]).min() >= 0.99999
+    np.testing.assert_allclose(got, ref["embedding"], rtol=1e-3, atol=1e-2)
+
+
+@requires_shared
+def test_bf16_end_to_end_cosine(parity_h5):
+    ref = _reference("sample")
+    ext = OpenL3(weights_path=str(parity_h5), precision="bf16")
+    ext.load("cpu")
+    assert _cosine(ext.extract(ref["audio48k"]), ref["embedding"]).min() >= 0.999
