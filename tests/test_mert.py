@@ -201,6 +201,10 @@ def test_do_normalize_is_read_from_the_preprocessor_config(tmp_path):
     with torch.inference_mode():
         expected = reference_model()(torch.from_numpy(wave)[None]).last_hidden_state[0].numpy()
     np.testing.assert_allclose(ext.extract(wave), expected, rtol=0, atol=1e-5)
+    # same weights, another preprocessing: stored arrays must not be taken for each other's
+    normalising = Mert(model_path=str(write_snapshot(tmp_path / "norm")))
+    assert normalising.weights()[0].sha256 == ext.weights()[0].sha256
+    assert normalising.fingerprint != ext.fingerprint
 
 
 def test_fingerprint_records_the_weights_sha256():

@@ -42,7 +42,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..weights import MERT_REPO, MERT_REVISION, mert_cached_snapshot, mert_local_path, mert_snapshot
+from ..weights import (MERT_CONFIG_FILES, MERT_REPO, MERT_REVISION, mert_cached_snapshot, mert_local_path,
+                       mert_snapshot, sha256_file)
 from ._mert_hf import HOP, RECEPTIVE_FIELD, SAMPLE_RATE, build_model, read_do_normalize, read_snapshot_config
 from .base import Extractor, ExtractorConfig, TimeAxis, WeightFile, WeightsInfo
 
@@ -215,9 +216,12 @@ class Mert(Extractor):
         )
 
     def _resolve_weights(self) -> tuple[WeightFile, ...]:
+        """The weights file first, then config.json and preprocessor_config.json: both change the
+        output (architecture, ``do_normalize``), so their digests are fingerprinted too."""
         folder, weights, digest, source = mert_snapshot(self.config.model_path)
         self._folder = folder
-        return (WeightFile(weights, digest, source),)
+        configs = tuple(WeightFile(folder / name, sha256_file(folder / name), source) for name in MERT_CONFIG_FILES)
+        return (WeightFile(weights, digest, source), *configs)
 
     # -- compute ---------------------------------------------------------------------------------
     def _load(self, device: str) -> None:
