@@ -297,3 +297,11 @@ def test_options_are_validated() -> None:
     with pytest.raises(ValueError, match="precision"):
         Crepe(precision="int8")
     assert Crepe(precision="bf16").fingerprint != Crepe().fingerprint
+
+
+def test_a_pure_tone_is_tracked_at_its_pitch(tiny: Crepe) -> None:
+    t = np.arange(16000) / 16000
+    out = tiny.extract((0.5 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32))
+    inner = out[10:-10]  # away from the zero padding at the ends
+    assert np.median(inner[:, 1]) > 0.5
+    assert np.median(_cents_apart(inner[:, 0], np.full(len(inner), 440.0))) < 20

@@ -155,6 +155,31 @@ def test_env_var_names_the_local_file(random_h5, monkeypatch):
     assert OpenL3.weights_info().available
 
 
+def test_cli_extracts_and_exports_with_a_local_weights_file(random_h5, tmp_path):
+    from typer.testing import CliRunner
+
+    import featurestore as fs
+    from featurestore.cli import app
+    from featurestore.weights import sha256_file
+
+    from .conftest import write_wav
+
+    write_wav(tmp_path / "audio" / "a.wav", 1.5, rate=22050)
+    store, out = tmp_path / "s.zarr", tmp_path / "npy"
+    run = CliRunner().invoke(app, ["extract", "--audio-dir", str(tmp_path / "audio"), "--store", str(store),
+                                   "--models", "openl3", "--openl3-weights", str(random_h5), "--device", "cpu"],
+                             catch_exceptions=False)
+    assert run.exit_code == 0, run.output
+    reader = fs.open_store(str(store))
+    da = reader.load("a", "openl3")
+    assert da.dims == ("time", "feature") and da.shape == (n_frames(72000), 512)
+    np.testing.assert_allclose(da["time"].values, np.arange(da.shape[0]) * 0.1, atol=1e-9)
+    assert reader.model_attrs("openl3")["weights"][0]["sha256"] == sha256_file(random_h5)
+    export = CliRunner().invoke(app, ["export-npy", "--store", str(store), "--output-base", str(out)])
+    assert export.exit_code == 0, export.output
+    np.testing.assert_array_equal(np.load(out / "openl3" / "a.npy"), da.values)
+
+
 def test_offline_without_weights_fails_fast_with_instructions(tmp_path, monkeypatch):
     monkeypatch.setenv("FSTORE_CACHE", str(tmp_path))
     monkeypatch.setenv("FSTORE_OFFLINE", "1")
