@@ -31,3 +31,12 @@ def resolve_precision(precision: str, device: str) -> str:
     if precision != "auto":
         return precision
     return "bf16" if device.startswith("cuda") else "fp32"
+
+
+def exact_fp32_on_cuda() -> None:
+    """Make fp32 mean fp32 on CUDA: torch lets cuDNN convolutions use TF32 (10-bit mantissa)
+    by default, which would put fp32 results far outside the parity tolerances."""
+    import torch
+
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False

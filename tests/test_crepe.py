@@ -13,7 +13,7 @@ from featurestore.extractors import _crepe_decode as decode
 from featurestore.extractors.crepe import Crepe, normalized_frames
 from featurestore.testing import ExtractorContract, test_signal
 
-from .conftest import requires_shared, shared_path
+from .conftest import requires_gpu, requires_shared, shared_path
 
 FIXTURES = ("chirp", "noise", "sample", "silence")
 
@@ -305,3 +305,14 @@ def test_a_pure_tone_is_tracked_at_its_pitch(tiny: Crepe) -> None:
     inner = out[10:-10]  # away from the zero padding at the ends
     assert np.median(inner[:, 1]) > 0.5
     assert np.median(_cents_apart(inner[:, 0], np.full(len(inner), 440.0))) < 20
+
+
+@pytest.mark.gpu
+@requires_gpu
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_gpu_matches_cpu(tiny: Crepe, precision: str) -> None:
+    wave = test_signal(16000 * 3, 16000)
+    ext = Crepe(capacity="tiny", precision=precision)
+    ext.load("cuda")
+    cpu, gpu = tiny.activation(wave), ext.activation(wave)
+    assert gpu.dtype == np.float32 and np.abs(gpu - cpu).max() < (1e-4 if precision == "fp32" else 0.05)

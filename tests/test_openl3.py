@@ -17,7 +17,7 @@ from featurestore.errors import WeightsChecksumError, WeightsUnavailable
 from featurestore.extractors.openl3 import OpenL3, frame_signal, n_frames
 from featurestore.testing import ExtractorContract
 
-from .conftest import requires_shared, shared_path
+from .conftest import requires_gpu, requires_shared, shared_path
 
 _CONVS = ((1, 64), (64, 64), (64, 128), (128, 128), (128, 256), (256, 256), (256, 512), (512, 512))
 
@@ -304,3 +304,18 @@ def test_bf16_end_to_end_cosine(parity_h5):
     ext = OpenL3(weights_path=str(parity_h5), precision="bf16")
     ext.load("cpu")
     assert _cosine(ext.extract(ref["audio48k"]), ref["embedding"]).min() >= 0.999
+
+
+@pytest.mark.gpu
+@requires_gpu
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_gpu_matches_cpu(random_h5, precision):
+    from featurestore.testing import test_signal
+
+    wave = test_signal(48000 * 2, 48000)
+    cpu = OpenL3(weights_path=str(random_h5))
+    gpu = OpenL3(weights_path=str(random_h5), precision=precision)
+    cpu.load("cpu")
+    gpu.load("cuda")
+    want, got = cpu.extract(wave), gpu.extract(wave)
+    assert got.dtype == np.float32 and _cosine(got, want).min() >= (0.99999 if precision == "fp32" else 0.999)

@@ -238,6 +238,10 @@ class Extractor(ABC):
         if self._loaded_device == device:
             return
         self.weights()
+        if device.startswith("cuda") and getattr(self.config, "precision", None) == "fp32":
+            from ..devices import exact_fp32_on_cuda
+
+            exact_fp32_on_cuda()
         self._load(device)
         self._loaded_device = device
 
