@@ -331,3 +331,38 @@ def test_sigterm_stops_cleanly_with_exit_130(tmp_path):
     for song in set(s.songs("madmom", complete_only=False)) - set(s.songs("madmom")):
         assert song not in fs.open_store(str(store)).songs("madmom")  # a half-written song stays invisible
     assert _held_leases(store) == []
+
+
+# -- long files ------------------------------------------------------------------------------------
+def _peak_rss_mib(audio: Path, store: Path, *models: str) -> float:
+    """Peak RSS of a whole `fstore extract` process (MiB), read by the process itself at exit."""
+    code = (
+        "import atexit, resource, sys\n"
+        "atexit.register(lambda: print('PEAK_KIB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr))\n"
+        "from featurestore.cli import app\n"
+        "app()\n"
+    )
+    cmd = [sys.executable, "-c", code, "extract", "--audio-dir", str(audio), "--store", str(store),
+           "--models", ",".join(models), "--crepe-capacity", "tiny", "--device", "cpu"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, result.stderr
+    return int(re.search(r"PEAK_KIB (\d+)", result.stderr).group(1)) / 1024
+
+
+@pytest.mark.slow
+def test_twenty_minute_file_in_bounded_memory(tmp_path):
+    """A 20-minute file costs what its samples and outputs take, not what one-pass models would.
+
+    Beyond a 1-minute file's peak, 20 minutes may add the decoded song and its resampled
+    copies (about 0.35 GiB here) and the outputs. Unbounded parts add GiBs: madmom's one-pass
+    spectrograms needed 3 GiB more, onnxruntime's per-session arenas kept 1.7 GiB.
+    """
+    peaks = {}
+    for minutes in (1, 20):
+        audio = tmp_path / f"audio{minutes}"
+        write_wav(audio / "long.wav", 60 * minutes, rate=44100, freq=220.0)
+        peaks[minutes] = _peak_rss_mib(audio, tmp_path / f"s{minutes}.zarr", "madmom", "crepe")
+        reader = fs.open_store(str(tmp_path / f"s{minutes}.zarr"))
+        assert reader.load("long", "madmom").shape == (60 * minutes * 100,)
+        assert reader.load("long", "crepe").shape == (60 * minutes * 100 + 1, 2)
+    assert peaks[20] - peaks[1] < 1024, peaks
