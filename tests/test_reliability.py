@@ -335,10 +335,17 @@ def test_sigterm_stops_cleanly_with_exit_130(tmp_path):
 
 # -- long files ------------------------------------------------------------------------------------
 def _peak_rss_mib(audio: Path, store: Path, *models: str) -> float:
-    """Peak RSS of a whole `fstore extract` process (MiB), read by the process itself at exit."""
+    """Peak RSS of a whole `fstore extract` process (MiB), read by the process itself at exit.
+
+    VmHWM, not ``ru_maxrss``: Linux carries ``ru_maxrss`` across exec, so a child started by
+    a large test process would report the parent's size.
+    """
     code = (
-        "import atexit, resource, sys\n"
-        "atexit.register(lambda: print('PEAK_KIB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr))\n"
+        "import atexit, re, sys\n"
+        "def peak():\n"
+        "    status = open('/proc/self/status').read()\n"
+        "    print('PEAK_KIB', re.search(r'VmHWM:\\s+(\\d+)', status).group(1), file=sys.stderr)\n"
+        "atexit.register(peak)\n"
         "from featurestore.cli import app\n"
         "app()\n"
     )
@@ -350,6 +357,7 @@ def _peak_rss_mib(audio: Path, store: Path, *models: str) -> float:
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads VmHWM from Linux's /proc")
 def test_twenty_minute_file_in_bounded_memory(tmp_path):
     """A 20-minute file costs what its samples and outputs take, not what one-pass models would.
 
