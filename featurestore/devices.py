@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+#: what a torch extractor's ``precision`` option takes (``auto`` is resolved before)
+MODEL_PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("auto", *MODEL_PRECISIONS)
 
 
 def resolve_device(device: str) -> str:
@@ -40,3 +44,16 @@ def exact_fp32_on_cuda() -> None:
 
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
+
+
+def check_model_precision(precision: str) -> None:
+    """Raise ValueError unless ``precision`` is one a torch extractor takes."""
+    if precision not in MODEL_PRECISIONS:
+        raise ValueError(f"precision {precision!r}: use one of {', '.join(MODEL_PRECISIONS)}")
+
+
+def torch_dtype(precision: str) -> Any:
+    """The torch dtype of a model precision: float32, bfloat16 or float16."""
+    import torch
+
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]

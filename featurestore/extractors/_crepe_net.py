@@ -28,6 +28,9 @@ from typing import Any
 
 import numpy as np
 
+from ..devices import torch_dtype
+from ._keras import read_weighted_layers
+
 #: capacity name -> crepe's capacity multiplier
 CAPACITIES = {"tiny": 4, "small": 8, "medium": 16, "large": 24, "full": 32}
 #: samples per frame the network sees
@@ -47,30 +50,9 @@ _LENGTHS = (256, 128, 64, 32, 16, 8)
 
 
 def read_keras_weights(path: str | Path) -> dict[str, list[np.ndarray]]:
-    """Arrays of a Keras HDF5 weights file, by layer, in each layer's ``weight_names`` order.
-
-    The dataset names inside a layer group differ between the published files (``conv1/kernel:0``
-    in one, ``conv1_3/kernel:0`` in another), so they are looked up through the group's
-    ``weight_names`` attribute rather than guessed.
-
-    Returns
-    -------
-    dict[str, list[np.ndarray]]
-        Layer name -> its arrays (kernel, bias for conv/dense; gamma, beta, mean, variance for BN).
-    """
-    import h5py
-
-    def text(value: Any) -> str:
-        return value.decode() if isinstance(value, bytes) else str(value)
-
-    out: dict[str, list[np.ndarray]] = {}
-    with h5py.File(path, "r") as f:
-        group = f["model_weights"] if "model_weights" in f else f
-        for layer in (text(n) for n in group.attrs["layer_names"]):
-            names = [text(n) for n in group[layer].attrs.get("weight_names", [])]
-            if names:
-                out[layer] = [np.asarray(group[layer][n]) for n in names]
-    return out
+    """Arrays of a crepe Keras weights file by layer name (conv1..conv6, conv1-BN..conv6-BN,
+    classifier), each in its ``weight_names`` order: kernel, bias; or gamma, beta, mean, variance."""
+    return dict(read_weighted_layers(path))
 
 
 def capacity_of(weights: dict[str, list[np.ndarray]]) -> str:
@@ -102,7 +84,7 @@ class CrepeNet:
 
         self.torch = torch
         self.device = torch.device(device)
-        self.dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+        self.dtype = torch_dtype(precision)
         mult = CAPACITIES[capacity_of(weights)]
         self.filters = tuple(f * mult for f in _FILTER_FACTORS)
 

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from ._keras import read_weighted_layers
+
 BN_EPS = 1e-3
 #: (in, out) channels of the eight 3x3 convs; a 2x2 max-pool follows convs 1, 3 and 5 (0-based)
 CONVS = ((1, 64), (64, 64), (64, 128), (128, 128), (128, 256), (256, 256), (256, 512), (512, 512))
@@ -28,10 +30,6 @@ def _expected_shapes() -> list[tuple[tuple[int, ...], ...]]:
     return shapes
 
 
-def _text(value: Any) -> str:
-    return value.decode("utf8") if isinstance(value, bytes) else str(value)
-
-
 def read_keras_weights(path: str | Path) -> list[list[np.ndarray]]:
     """The 16 weighted layers of an OpenL3 mel256 Keras weights file, in file order.
 
@@ -46,24 +44,8 @@ def read_keras_weights(path: str | Path) -> list[list[np.ndarray]]:
     ValueError
         When the file does not hold exactly these layers and shapes (names the layer).
     """
-    import h5py
-
     expected = _expected_shapes()
-    layers: list[tuple[str, list[np.ndarray]]] = []
-    with h5py.File(path, "r") as f:
-        root = f["model_weights"] if "layer_names" not in f.attrs and "model_weights" in f else f
-        if "layer_names" not in root.attrs:
-            raise ValueError(f"{path}: not a Keras weights file (no 'layer_names' attribute)")
-        for name in (_text(n) for n in root.attrs["layer_names"]):
-            if name not in root:
-                raise ValueError(f"{path}: layer {name!r} is listed in layer_names but missing from the file")
-            group = root[name]
-            names = [_text(n) for n in group.attrs.get("weight_names", [])]
-            lacking = [n for n in names if n not in group]
-            if lacking:
-                raise ValueError(f"{path}: layer {name!r} lacks its variables {', '.join(lacking)}")
-            if names:
-                layers.append((name, [np.asarray(group[n], dtype=np.float32) for n in names]))
+    layers = read_weighted_layers(path)
     if len(layers) != len(expected):
         raise ValueError(
             f"{path}: {len(layers)} layers with weights ({', '.join(n for n, _ in layers)}), "

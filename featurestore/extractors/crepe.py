@@ -27,19 +27,17 @@ from typing import ClassVar
 import numpy as np
 
 from ..weights import CREPE_SHA256, crepe_how, crepe_local_path, crepe_package, crepe_package_path, crepe_weights
+from ._crepe_net import CAPACITIES, FRAME, N_BINS
+from ..devices import check_model_precision
 from .base import Extractor, ExtractorConfig, TimeAxis, WeightFile, WeightsInfo
 
 SAMPLE_RATE = 16000
 HOP = 160
-FRAME = 1024
-N_BINS = 360
 #: std floor of crepe's per-frame normalisation
 STD_FLOOR = 1e-8
 #: frames per network batch at full capacity (about 150 MB of fp32 activations);
 #: smaller capacities take proportionally more
 BATCH_FRAMES_FULL = 64
-_PRECISIONS = ("fp32", "bf16", "fp16")
-_CAPACITY_MULTIPLIER = {"tiny": 4, "small": 8, "medium": 16, "large": 24, "full": 32}
 
 
 @dataclass(frozen=True)
@@ -67,8 +65,7 @@ class CrepeConfig(ExtractorConfig):
     def __post_init__(self) -> None:
         if self.capacity not in CREPE_SHA256:
             raise ValueError(f"capacity {self.capacity!r}: use one of {', '.join(CREPE_SHA256)}")
-        if self.precision not in _PRECISIONS:
-            raise ValueError(f"precision {self.precision!r}: use one of {', '.join(_PRECISIONS)}")
+        check_model_precision(self.precision)
 
 
 def n_frames(n_samples: int) -> int:
@@ -140,7 +137,7 @@ class Crepe(Extractor):
     @property
     def batch_frames(self) -> int:
         """Frames per network batch: conv1's output (the largest tensor) stays near 64 MB in fp32."""
-        return BATCH_FRAMES_FULL * _CAPACITY_MULTIPLIER["full"] // _CAPACITY_MULTIPLIER[self.config.capacity]
+        return BATCH_FRAMES_FULL * CAPACITIES["full"] // CAPACITIES[self.config.capacity]
 
     @classmethod
     def weights_info(cls, config: ExtractorConfig | None = None) -> WeightsInfo:

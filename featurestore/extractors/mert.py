@@ -45,6 +45,7 @@ import numpy as np
 from ..weights import (MERT_CONFIG_FILES, MERT_REPO, MERT_REVISION, mert_cached_snapshot, mert_local_path,
                        mert_snapshot, sha256_file)
 from ._mert_hf import HOP, RECEPTIVE_FIELD, SAMPLE_RATE, build_model, read_do_normalize, read_snapshot_config
+from ..devices import check_model_precision, torch_dtype
 from .base import Extractor, ExtractorConfig, TimeAxis, WeightFile, WeightsInfo
 
 #: hidden size and layer count of MERT-v1-95M, used before a snapshot is at hand
@@ -52,7 +53,6 @@ _DEFAULT_HIDDEN = 768
 _DEFAULT_LAYERS = 12
 #: Wav2Vec2FeatureExtractor's variance floor
 _NORM_EPS = 1e-7
-_PRECISIONS = ("fp32", "bf16", "fp16")
 _NORMALIZE = ("song", "window")
 
 
@@ -73,8 +73,7 @@ class MertConfig(ExtractorConfig):
     normalize: str = "song"
 
     def __post_init__(self) -> None:
-        if self.precision not in _PRECISIONS:
-            raise ValueError(f"precision {self.precision!r}: use one of {', '.join(_PRECISIONS)}")
+        check_model_precision(self.precision)
         if self.normalize not in _NORMALIZE:
             raise ValueError(f"normalize {self.normalize!r}: use one of {', '.join(_NORMALIZE)}")
         if not self.window_s >= 1.0:
@@ -232,7 +231,7 @@ class Mert(Extractor):
         self._num_layers = int(config.get("num_hidden_layers", _DEFAULT_LAYERS))
         self._do_normalize = read_do_normalize(self._folder)
         self._device = torch.device(device)
-        self._autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.config.precision)
+        self._autocast = None if self.config.precision == "fp32" else torch_dtype(self.config.precision)
 
     @staticmethod
     def _statistics(x: Any) -> tuple[Any, Any]:

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..weights import OPENL3_URL, openl3_cache, openl3_local_path, openl3_weights
+from ..devices import check_model_precision, torch_dtype
 from .base import Extractor, ExtractorConfig, TimeAxis, WeightFile, WeightsInfo
 
 SAMPLE_RATE = 48000
@@ -31,7 +32,6 @@ HOP = 4800
 EMBEDDING = 512
 #: windows embedded per batch (bounds memory: about 60 MB of activations per window in fp32)
 WINDOW_BATCH = 16
-_PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,7 @@ class OpenL3Config(ExtractorConfig):
     precision: str = "fp32"
 
     def __post_init__(self) -> None:
-        if self.precision not in _PRECISIONS:
-            raise ValueError(f"precision {self.precision!r}: use one of {', '.join(_PRECISIONS)}")
+        check_model_precision(self.precision)
 
 
 def n_frames(n_samples: int) -> int:
@@ -127,7 +126,7 @@ class OpenL3(Extractor):
         from ._openl3_frontend import mel_filterbank
         from ._openl3_net import FastNet, read_keras_weights
 
-        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.config.precision]
+        dtype = torch_dtype(self.config.precision)
         self._device = torch.device(device)
         self._net = FastNet(read_keras_weights(self.weights()[0].path), device, dtype)
         self._filterbank = torch.from_numpy(mel_filterbank()).to(self._device)
