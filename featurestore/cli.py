@@ -179,6 +179,7 @@ def extract(
 ) -> None:
     """Extract features of every audio file under --audio-dir into --store."""
     from . import pipeline
+    from .discover import discover
     from .devices import resolve_device, resolve_precision
     from .extractors import registry
     from .store import FeatureStore
@@ -193,7 +194,7 @@ def extract(
     except ValueError as e:
         raise typer.BadParameter(str(e)) from e
     try:
-        found = pipeline.discover(audio_dir)
+        found = discover(audio_dir)
     except FileNotFoundError as e:
         raise typer.BadParameter(str(e), param_hint="--audio-dir") from e
     selected = named or registry.names()
@@ -312,7 +313,7 @@ def list_models() -> None:
             cls = registry.get(name)
             ext = cls()
             ax, dims = ext.time_axis, ext.dims
-            shape = "(" + ", ".join("T" if d == "time" else str(ext._dim_size(d)) for d in dims) + ")"
+            shape = "(" + ", ".join("T" if d == "time" else str(ext.dim_size(d)) for d in dims) + ")"
             info_ = cls.weights_info()
         except Exception as e:  # a broken third-party extractor must not hide the others
             table.add_row(name, "-", "-", "-", "-", f"[red]{e}[/]", "no")

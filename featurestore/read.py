@@ -14,8 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-import numpy as np
-
+from .extractors.base import TimeAxis
 from .store import FeatureStore
 
 ALIGN_METHODS = ("nearest", "linear")
@@ -24,13 +23,6 @@ ALIGN_METHODS = ("nearest", "linear")
 def open_store(url: str = "features.zarr", storage_options: Mapping[str, Any] | None = None) -> "StoreReader":
     """Open a store for reading (local path or fsspec URL such as ``s3://bucket/features.zarr``)."""
     return StoreReader(FeatureStore(url, mode="r", storage_options=storage_options))
-
-
-def time_coordinate(attrs: Mapping[str, Any], n_frames: int) -> np.ndarray:
-    """Frame centres in seconds, float64: ``(t0_samples + i*hop_samples) / sample_rate`` (exact rational)."""
-    if {"t0_samples", "hop_samples", "sample_rate"} <= set(attrs):
-        return (attrs["t0_samples"] + np.arange(n_frames, dtype=np.float64) * attrs["hop_samples"]) / attrs["sample_rate"]
-    return attrs["t0_s"] + np.arange(n_frames, dtype=np.float64) * attrs["hop_s"]
 
 
 class StoreReader:
@@ -84,7 +76,7 @@ class StoreReader:
             data = da.from_zarr(arr)
         else:
             data = arr[...]
-        coords: dict[str, Any] = {"time": ("time", time_coordinate(attrs, arr.shape[dims.index("time")]), {"units": "s"})}
+        coords: dict[str, Any] = {"time": ("time", TimeAxis.from_attrs(attrs).times(arr.shape[dims.index("time")]), {"units": "s"})}
         if "feature" in dims and attrs.get("feature_names"):
             coords["feature"] = list(attrs["feature_names"])
         for dim, values in (attrs.get("coords") or {}).items():

@@ -32,14 +32,16 @@ requires_gpu = pytest.mark.skipif(not _has_cuda(), reason="needs a CUDA device")
 
 
 @pytest.fixture
-def fake_models(monkeypatch):
-    """Register the test extractors ``fake`` and ``slow`` (tests/fakes.py) in the registry."""
+def fake_models():
+    """Register the test extractors of tests/fakes.py (``fake``, ``slow``, ...) for one test."""
     from featurestore.extractors import registry
 
     from .fakes import FAKES
 
-    monkeypatch.setattr(registry, "BUILTIN", {**registry.BUILTIN, **FAKES})
-    return list(FAKES)
+    for name, target in FAKES.items():
+        registry.register(name, target)
+    yield list(FAKES)
+    registry.reset()
 
 
 def write_wav(path: Path, seconds: float, rate: int = 22050, channels: int = 1, freq: float = 440.0,

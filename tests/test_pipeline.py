@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from featurestore import pipeline
+from featurestore.discover import discover
 from featurestore.extractors import registry
 from featurestore.store import FeatureStore
 
@@ -23,7 +24,7 @@ def test_discovery(tmp_path):
     (tmp_path / "readme.txt").write_text("x")
     (tmp_path / "folder.wav").mkdir()
     os.symlink(tmp_path, tmp_path / "nested" / "loop")
-    found = pipeline.discover(tmp_path)
+    found = discover(tmp_path)
     ids = [f.song_id for f in found.files]
     assert ids == ["a.flac", "a.wav", "nested/deeper/b c ü"]
     assert found.skipped_non_audio == 1 and found.skipped_hidden == 1
@@ -33,7 +34,7 @@ def test_discovery(tmp_path):
 
 def test_missing_audio_dir(tmp_path):
     with pytest.raises(FileNotFoundError):
-        pipeline.discover(tmp_path / "absent")
+        discover(tmp_path / "absent")
 
 
 def _loaded(*names, **options):
@@ -49,7 +50,7 @@ def test_run_writes_reads_and_skips(tmp_path, fake_models):
     write_wav(audio / "sub" / "two.wav", 0.5, channels=2)
     (audio / "bad.wav").write_text("not audio")
     store = FeatureStore(str(tmp_path / "s.zarr"), mode="a")
-    files = pipeline.discover(audio).files
+    files = discover(audio).files
     exts = _loaded("fake", "slow")
     summary = pipeline.run(store, files, exts, pipeline.RunOptions(output_base=tmp_path / "npy"))
     assert summary.totals["fake"].done == 2 and summary.totals["fake"].failed == 1
@@ -82,10 +83,10 @@ def test_retry_failed_only_redoes_failures(tmp_path, fake_models):
     (audio / "late.wav").write_text("not yet audio")
     store = FeatureStore(str(tmp_path / "s.zarr"), mode="a")
     exts = _loaded("fake")
-    pipeline.run(store, pipeline.discover(audio).files, exts)
+    pipeline.run(store, discover(audio).files, exts)
     assert [f["song_id"] for f in store.failures()] == ["late"]
     write_wav(audio / "late.wav", 0.5)  # the user fixed the file
-    summary = pipeline.run(store, pipeline.discover(audio).files, exts, pipeline.RunOptions(retry_failed=True))
+    summary = pipeline.run(store, discover(audio).files, exts, pipeline.RunOptions(retry_failed=True))
     assert summary.totals["fake"].done == 1 and summary.ok
     assert store.failures() == [] and store.songs("fake") == ["good", "late"]
 
@@ -94,7 +95,7 @@ def test_too_short_is_a_per_model_failure(tmp_path, fake_models):
     audio = tmp_path / "audio"
     write_wav(audio / "blip.wav", 0.005, rate=8000)  # 40 samples < fake's 80-sample minimum
     store = FeatureStore(str(tmp_path / "s.zarr"), mode="a")
-    summary = pipeline.run(store, pipeline.discover(audio).files, _loaded("fake"))
+    summary = pipeline.run(store, discover(audio).files, _loaded("fake"))
     (failure,) = summary.failures
     assert "needs at least 80" in failure.error
 
@@ -116,14 +117,14 @@ def test_interrupt_leaves_finished_songs_complete(tmp_path, fake_models, monkeyp
 
     monkeypatch.setattr(type(ext), "_extract", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        pipeline.run(store, pipeline.discover(audio).files, [ext])
+        pipeline.run(store, discover(audio).files, [ext])
     assert store.songs("fake") == ["s0"]
     assert store.songs("fake", complete_only=False) == ["s0"]
 
 
 def _reference_run(tmp_path, audio, names):
     store = FeatureStore(str(tmp_path / "ref.zarr"), mode="a")
-    pipeline.run(store, pipeline.discover(audio).files, [registry.create(n) for n in names])
+    pipeline.run(store, discover(audio).files, [registry.create(n) for n in names])
     return {s: store.array("fake", s)[...] for s in store.songs("fake")}
 
 
@@ -139,7 +140,7 @@ def test_process_pool_executor_gives_the_same_store(tmp_path, fake_models):
     store = FeatureStore(str(tmp_path / "s.zarr"), mode="a")
     # fork keeps this test's registry of fake models in the workers
     with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork")) as pool:
-        summary = pipeline.run(store, pipeline.discover(audio).files, [registry.create("fake")], executor=pool)
+        summary = pipeline.run(store, discover(audio).files, [registry.create("fake")], executor=pool)
     assert summary.totals["fake"].done == 6 and [f.song_id for f in summary.failures] == ["bad"]
     assert [f["song_id"] for f in store.failures()] == ["bad"]
     for song, data in expected.items():
@@ -154,7 +155,7 @@ def test_dask_executor(tmp_path, fake_models):
     expected = _reference_run(tmp_path, audio, ["fake"])
     store = FeatureStore(str(tmp_path / "s.zarr"), mode="a")
     with distributed.Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None) as client:
-        summary = pipeline.run(store, pipeline.discover(audio).files, [registry.create("fake")],
+        summary = pipeline.run(store, discover(audio).files, [registry.create("fake")],
                                executor=client.get_executor())
     assert summary.ok and summary.totals["fake"].done == 3
     for song, data in expected.items():

@@ -8,6 +8,7 @@ import xarray as xr
 
 import featurestore as fs
 from featurestore import pipeline
+from featurestore.discover import discover
 from featurestore.extractors import registry
 from featurestore.store import FeatureStore
 
@@ -22,7 +23,7 @@ def store_path(tmp_path, fake_models):
     for e in exts:
         e.load("cpu")
     path = str(tmp_path / "s.zarr")
-    pipeline.run(FeatureStore(path, mode="a"), pipeline.discover(audio).files, exts)
+    pipeline.run(FeatureStore(path, mode="a"), discover(audio).files, exts)
     return path
 
 

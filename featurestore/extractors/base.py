@@ -26,7 +26,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
@@ -65,7 +65,13 @@ class TimeAxis:
         """Frame centres in seconds, shape (n_frames,), float64."""
         return (self.t0_samples + np.arange(n_frames, dtype=np.float64) * self.hop_samples) / self.sample_rate
 
+    @classmethod
+    def from_attrs(cls, attrs: Mapping[str, Any]) -> "TimeAxis":
+        """The clock recorded in a store's attributes (:meth:`as_attrs`'s exact integer fields)."""
+        return cls(int(attrs["sample_rate"]), int(attrs["hop_samples"]), int(attrs.get("t0_samples", 0)))
+
     def as_attrs(self) -> dict[str, Any]:
+        """The clock as store attributes: the exact sample counts plus their values in seconds and Hz."""
         return {
             "sample_rate": self.sample_rate,
             "hop_samples": self.hop_samples,
@@ -162,11 +168,6 @@ class Extractor(ABC):
         return ",".join(f"{k}={v}" for k, v in self.config.fingerprinted().items()) or "default"
 
     @property
-    def uses_torch(self) -> bool:
-        """Whether ``--device``/``--precision`` apply."""
-        return False
-
-    @property
     def min_samples(self) -> int:
         """Shortest input (at :attr:`time_axis` rate) :meth:`extract` accepts; shorter raises AudioTooShort."""
         return 1
@@ -177,9 +178,10 @@ class Extractor(ABC):
 
     def output_shape(self, n_samples: int) -> tuple[int, ...]:
         """Shape :meth:`extract` returns for ``n_samples`` input samples."""
-        return tuple(self.n_frames(n_samples) if d == "time" else self._dim_size(d) for d in self.dims)
+        return tuple(self.n_frames(n_samples) if d == "time" else self.dim_size(d) for d in self.dims)
 
-    def _dim_size(self, dim: str) -> int:
+    def dim_size(self, dim: str) -> int:
+        """Length of the non-time dim ``dim`` (from the feature names or coords unless overridden)."""
         if dim == "feature" and self.feature_names is not None:
             return len(self.feature_names)
         if dim in self.coords:

@@ -127,10 +127,6 @@ class Crepe(Extractor):
         c = self.config
         return f"{c.capacity}, {'viterbi' if c.viterbi else 'argmax'}, {c.precision}"
 
-    @property
-    def uses_torch(self) -> bool:
-        return True
-
     def n_frames(self, n_samples: int) -> int:
         return n_frames(n_samples)
 

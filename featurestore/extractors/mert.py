@@ -183,14 +183,10 @@ class Mert(Extractor):
     def coords(self) -> dict[str, list]:
         return {} if len(self.layer_indices) == 1 else {"layer": list(self.layer_indices)}
 
-    def _dim_size(self, dim: str) -> int:
+    def dim_size(self, dim: str) -> int:
         if dim == "feature":
             return self._arch[0]
-        return super()._dim_size(dim)
-
-    @property
-    def uses_torch(self) -> bool:
-        return True
+        return super().dim_size(dim)
 
     @property
     def min_samples(self) -> int:

@@ -90,14 +90,10 @@ class OpenL3(Extractor):
     def dims(self) -> tuple[str, ...]:
         return ("time", "feature")
 
-    def _dim_size(self, dim: str) -> int:
+    def dim_size(self, dim: str) -> int:
         if dim == "feature":
             return EMBEDDING
-        return super()._dim_size(dim)
-
-    @property
-    def uses_torch(self) -> bool:
-        return True
+        return super().dim_size(dim)
 
     def n_frames(self, n_samples: int) -> int:
         return n_frames(n_samples)
