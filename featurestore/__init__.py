@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from .read import StoreReader, open_store
+    from .read import StoreReader, decode_attrs, open_store
 
-__all__ = ["StoreReader", "__version__", "open_store"]
+__all__ = ["StoreReader", "__version__", "decode_attrs", "open_store"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("open_store", "StoreReader"):
+    if name in ("open_store", "StoreReader", "decode_attrs"):
         from . import read
 
         return getattr(read, name)

@@ -19,7 +19,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from .errors import FstoreError, StoreError, WeightsUnavailable
+from .errors import ConfigurationMismatch, FstoreError, StoreError, WeightsUnavailable
+from .store import STORAGE_DTYPES, validate_song_id
 
 app = typer.Typer(
     name="fstore",
@@ -92,8 +93,10 @@ class RichReporter:
                 f"{r.model:<7} {r.path}  shape {r.shape} at {r.frame_rate_hz:g} Hz  "
                 f"{r.duration_s:.2f} s audio in {r.seconds:.2f} s"
             )
+        elif self.verbose and r.status == "cached":
+            self.progress.console.print(f"{r.model:<7} {r.path}  cached (complete, same configuration and source)")
         elif self.verbose:
-            self.progress.console.print(f"{r.model:<7} {r.path}  skipped (complete, same fingerprint and source)")
+            self.progress.console.print(f"{r.model:<7} {r.path}  skipped ({r.error})")
 
     def end(self, summary) -> None:
         self.summary = summary
@@ -102,14 +105,18 @@ class RichReporter:
 
 def print_summary(summary, unavailable: dict[str, str]) -> None:
     table = Table(title="fstore extract", show_lines=False)
-    for col in ("model", "done", "skipped", "failed", "seconds"):
+    for col in ("model", "done", "cached", "skipped", "failed", "seconds"):
         table.add_column(col, justify="left" if col == "model" else "right")
     for model, t in summary.totals.items():
-        table.add_row(model, str(t.done), str(t.skipped), f"[red]{t.failed}[/]" if t.failed else "0", f"{t.seconds:.1f}")
+        table.add_row(model, str(t.done), str(t.cached), str(t.skipped), f"[red]{t.failed}[/]" if t.failed else "0",
+                      f"{t.seconds:.1f}")
     for model in unavailable:
         table.add_row(model, "-", "-", "-", "[yellow]weights unavailable[/]")
     console.print(table)
     console.print(f"decode + resample {summary.decode_seconds:.1f} s, wall {summary.wall_seconds:.1f} s")
+    for group, (arrays, failures) in summary.replaced.items():
+        if arrays or failures:
+            console.print(f"--overwrite: removed {arrays} arrays and {failures} recorded failures of {group}")
     for path, reason in summary.scan_errors:
         console.print(f"[red]unusable[/] {path}: {reason}")
     if summary.failures:
@@ -119,7 +126,7 @@ def print_summary(summary, unavailable: dict[str, str]) -> None:
     for model, message in unavailable.items():
         console.print(f"[yellow]{model} left out[/]: {message}")
     if summary.interrupted:
-        console.print("[yellow]interrupted[/]: finished songs are complete; run again with --skip-existing to resume")
+        console.print("[yellow]interrupted[/]: finished songs are complete; run the same command again to resume")
 
 
 @contextmanager
@@ -163,7 +170,10 @@ def extract(
     audio_dir: Annotated[Path, typer.Option("--audio-dir", "--audio_dir", help="Folder of audio files, searched recursively.")] = Path("audio_files"),
     store: Annotated[str, typer.Option("--store", help="Zarr store to write (local path or fsspec URL).")] = "features.zarr",
     models: Annotated[Optional[list[str]], typer.Option("--models", "-m", help="Models to run: repeat, or separate by commas/spaces. Default: all (openl3, crepe, madmom, mert).")] = None,
-    skip_existing: Annotated[bool, typer.Option("--skip-existing", "--skip_existing", help="Skip a (song, model) already complete with the same fingerprint and an unchanged source file.")] = False,
+    skip_existing: Annotated[bool, typer.Option("--skip-existing", "--skip_existing", help="The default, kept for old scripts: a (song, model) already complete with the same configuration and an unchanged source file is not recomputed.")] = True,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace each selected model's group (its arrays and recorded failures) and recompute every song; also the way to change a group's configuration.")] = False,
+    as_group: Annotated[Optional[str], typer.Option("--as", help="Store the (single) selected model under this group name instead of its own, to keep two configurations side by side, e.g. --models crepe --crepe-capacity tiny --as crepe_tiny.")] = None,
+    dtype: Annotated[str, typer.Option("--dtype", help="How arrays are stored: float32, or float16 (half the size; part of the group's configuration).")] = "float32",
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Only redo the (song, model) pairs whose failure is recorded in the store.")] = False,
     output_base: Annotated[Optional[Path], typer.Option("--output-base", "--output_base", help="Also write <output-base>/<model>/<song>.npy as songs finish.")] = None,
     device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or auto (CUDA when available).")] = "auto",
@@ -178,6 +188,7 @@ def extract(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="A line per file and model: shape, time, rate.")] = False,
 ) -> None:
     """Extract features of every audio file under --audio-dir into --store."""
+    del skip_existing  # accepted for old scripts: caching is the default
     from . import pipeline
     from .discover import discover
     from .devices import resolve_device, resolve_precision
@@ -230,15 +241,39 @@ def extract(
         console.print("[red]no model can run[/]")
         raise typer.Exit(1)
 
+    groups = ()
+    if as_group is not None:
+        if len(extractors) != 1:
+            raise typer.BadParameter("--as names the group of one model: select exactly one with --models", param_hint="--as")
+        try:
+            groups = ((extractors[0].name, validate_song_id(as_group)),)
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--as") from e
+        if "/" in as_group:
+            raise typer.BadParameter("a group name has no '/'", param_hint="--as")
+    if dtype not in STORAGE_DTYPES:
+        raise typer.BadParameter(f"use one of {', '.join(STORAGE_DTYPES)}", param_hint="--dtype")
+    run_options = pipeline.RunOptions(retry_failed=retry_failed, output_base=output_base, device=device,
+                                      overwrite=overwrite, dtype=dtype, groups=groups)
     try:
         target = FeatureStore(store, mode="a")
+        if not overwrite:
+            for ext in extractors:
+                target.check_model(run_options.group(ext), pipeline.group_attrs(ext, run_options))
+        work = pipeline.plan(target, found.files, extractors, run_options)
+    except ConfigurationMismatch as e:
+        console.print(f"[red]{e}[/]")
+        raise typer.Exit(2)
     except StoreError as e:
         console.print(f"[red]{e}[/]")
         raise typer.Exit(1)
+    console.print(
+        f"{sum(work.compute.values())} (song, model) pairs to compute, {sum(work.cached.values())} cached"
+        + (" (--overwrite: the groups are replaced)" if overwrite else "") + ": "
+        + ", ".join(f"{g} {work.compute[g]}/{work.cached[g]}" for g in work.compute)
+    )
     summary = None
     reporter = RichReporter(verbose)
-    run_options = pipeline.RunOptions(skip_existing=skip_existing, retry_failed=retry_failed,
-                                      output_base=output_base, device=device)
     code = 0
     signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
@@ -278,6 +313,31 @@ def export_npy(
         out.print(f"{model}: {n} written to {output_base / model}" + (f", {kept} kept (use --overwrite)" if kept else ""))
 
 
+@app.command("export-hdf5")
+def export_hdf5(
+    out_file: Annotated[Path, typer.Argument(help="HDF5 file to write, e.g. features.h5.")],
+    store: Annotated[str, typer.Option("--store", help="Store to read.")] = "features.zarr",
+    models: Annotated[Optional[list[str]], typer.Option("--models", "-m", help="Models (groups) to export (default: all in the store).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT_FILE if it exists.")] = False,
+) -> None:
+    """Write the store into one HDF5 file with the same layout (a group per model, a dataset per song, every
+    attribute, the failures), atomically. Read it back with fs.open_store("features.h5")."""
+    import time
+
+    from .hdf5 import export_hdf5 as do_export
+    from .store import FeatureStore
+
+    names = [n for v in models or [] for n in re.split(r"[,\s]+", v) if n] or None
+    start = time.perf_counter()
+    try:
+        written = do_export(FeatureStore(store, mode="r"), out_file, names, overwrite=overwrite)
+    except (StoreError, KeyError, FileExistsError) as e:
+        console.print(f"[red]{e.args[0] if isinstance(e, KeyError) else e}[/]")
+        raise typer.Exit(1)
+    out.print(f"{out_file}: " + ", ".join(f"{m} {n} songs" for m, n in written.items())
+              + f" in {time.perf_counter() - start:.1f} s")
+
+
 @app.command()
 def info(store: Annotated[str, typer.Argument(help="Store to describe.")] = "features.zarr") -> None:
     """Models, songs, frame rates, completeness and failures of a store."""
@@ -290,14 +350,24 @@ def info(store: Annotated[str, typer.Argument(help="Store to describe.")] = "fea
         raise typer.Exit(1)
     summary = reader.info()
     table = Table(title=f"{store}")
-    for col in ("model", "songs", "incomplete", "failed", "frame rate", "t0", "dims", "variant"):
-        table.add_column(col)
-    for model, m in summary["models"].items():
-        table.add_row(model, str(m["songs"]), str(m["incomplete"]), str(m["failed"]), f"{m['frame_rate_hz']:g} Hz",
-                      f"{m['t0_s']:.6g} s", "×".join(m["dims"] or []), str(m["variant"]))
+    for col in ("group", "songs", "partial", "failed", "rate", "dims", "stored", "size", "variant"):
+        table.add_column(col, no_wrap=col != "variant")
+    for group, m in summary["models"].items():
+        name = group if m["model"] == group else f"{group} ({m['model']})"
+        table.add_row(name, str(m["songs"]), str(m["incomplete"]), str(m["failed"]), f"{m['frame_rate_hz']:g} Hz",
+                      "×".join(m["dims"] or []), m["dtype"], _human_bytes(m["bytes"]), str(m["variant"]))
     out.print(table)
     for f in reader.failures():
         out.print(f"[red]failed[/] {f['model']} {f['song_id']}: {f['error']}")
+
+
+def _human_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB"):
+        if size < 1024:
+            return f"{size:.0f} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
 
 
 @app.command("models")

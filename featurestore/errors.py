@@ -43,3 +43,20 @@ class InvalidSongId(FstoreError, ValueError):
 
 class StoreError(FstoreError):
     """The store cannot be read or written as required (read-only, disk full, not an fstore store)."""
+
+
+class ConfigurationMismatch(FstoreError):
+    """A run whose model configuration differs from the one its store group was computed with."""
+
+    def __init__(self, url: str, group: str, differences: list[tuple[str, object, object]]) -> None:
+        lines = [f"{url}: the {group!r} group was computed with another configuration:"]
+        width = max([len(k) for k, _, _ in differences] + [6])
+        lines.append(f"  {'option':<{width}}  {'in the store':<30}  this run")
+        lines += [f"  {k:<{width}}  {str(old):<30}  {new}" for k, old, new in differences]
+        lines.append(
+            "A group holds one configuration. Write to another store (--store), keep both side by side "
+            f"with --as NAME (e.g. --as {group}_2), or replace the group and recompute with --overwrite."
+        )
+        super().__init__("\n".join(lines))
+        self.group = group
+        self.differences = differences

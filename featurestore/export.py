@@ -2,28 +2,28 @@
 
 Shapes are the stored ones: OpenL3 (T, 512), CREPE (T, 2), madmom (T,), MERT (T, 768)
 (or (L, T, 768) when several MERT layers were stored). Nested song ids become folders.
+Beside the files, ``<output_base>/<model>/index.csv`` keeps each song's clock (frame ``i`` is
+at ``t0_s + i * hop_s`` seconds), source file and fingerprint, which bare arrays cannot carry.
 """
 
 from __future__ import annotations
 
-import os
+import csv
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
+from ._atomic import atomic_path
 from .store import FeatureStore
 
 
 def write_npy(output_base: str | Path, model: str, song_id: str, data: np.ndarray) -> Path:
     """Write ``<output_base>/<model>/<song_id>.npy`` as float32, atomically (temp file + rename)."""
     dest = Path(output_base) / model / f"{song_id}.npy"
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".partial")
-    with open(tmp, "wb") as f:
+    with atomic_path(dest) as tmp, open(tmp, "wb") as f:
         np.save(f, np.ascontiguousarray(data, dtype=np.float32))
-    os.replace(tmp, dest)
     return dest
 
 
@@ -47,11 +47,38 @@ def export_npy(store: FeatureStore, output_base: str | Path, models: Sequence[st
     report = ExportReport()
     for model in models or available:
         report.written[model] = report.kept[model] = 0
+        rows = []
         for song_id in store.songs(model):
+            arr = store.array(model, song_id)
+            rows.append(index_row(song_id, arr.attrs.asdict(), arr.shape))
             dest = output_base / model / f"{song_id}.npy"
             if dest.exists() and not overwrite:
                 report.kept[model] += 1
                 continue
-            write_npy(output_base, model, song_id, store.array(model, song_id)[...])
+            write_npy(output_base, model, song_id, arr[...])
             report.written[model] += 1
+        write_index(output_base / model / INDEX, rows)
     return report
+
+
+INDEX = "index.csv"
+INDEX_COLUMNS = ("song_id", "source_path", "n_frames", "t0_s", "hop_s", "frame_rate_hz", "sample_rate",
+                 "duration_s", "fingerprint")
+
+
+def index_row(song_id: str, attrs: dict[str, Any], shape: tuple[int, ...]) -> dict[str, Any]:
+    """One line of ``index.csv``: where the song came from and its frame clock."""
+    return {
+        "song_id": song_id,
+        "source_path": (attrs.get("source") or {}).get("path", ""),
+        "n_frames": shape[list(attrs["dims"]).index("time")],
+        **{k: attrs.get(k) for k in ("t0_s", "hop_s", "frame_rate_hz", "sample_rate", "duration_s", "fingerprint")},
+    }
+
+
+def write_index(dest: Path, rows: Sequence[dict[str, Any]]) -> None:
+    """Write ``index.csv`` (a header, then one row per song, sorted by id) atomically."""
+    with atomic_path(dest) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, INDEX_COLUMNS)
+        writer.writeheader()
+        writer.writerows(sorted(rows, key=lambda r: r["song_id"]))

@@ -10,7 +10,7 @@ stops the run, since every later write would fail too.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from concurrent.futures import Executor, as_completed
 from typing import Any, Callable, Iterable, Protocol, Sequence
@@ -30,7 +30,7 @@ class Result:
 
     song_id: str
     model: str
-    status: str  # "done" | "skipped" | "failed"
+    status: str  # "done" | "cached" | "skipped" (another live run has the song) | "failed"
     seconds: float = 0.0
     shape: tuple[int, ...] | None = None
     duration_s: float | None = None
@@ -42,6 +42,7 @@ class Result:
 @dataclass
 class ModelTotals:
     done: int = 0
+    cached: int = 0
     skipped: int = 0
     failed: int = 0
     seconds: float = 0.0
@@ -57,6 +58,7 @@ class Summary:
     decode_seconds: float = 0.0
     wall_seconds: float = 0.0
     interrupted: bool = False
+    replaced: dict[str, tuple[int, int]] = field(default_factory=dict)  # group -> (arrays, failures) removed
 
     def add(self, r: Result) -> None:
         t = self.totals.setdefault(r.model, ModelTotals())
@@ -96,16 +98,30 @@ class SilentReporter:
 # -- the run -------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class RunOptions:
-    skip_existing: bool = False
+    skip_existing: bool = True  # caching: a complete array of the same configuration and source is kept
     retry_failed: bool = False  # only (song, model) pairs whose failure is recorded in the store
     output_base: Path | None = None  # also write <output_base>/<model>/<song_id>.npy
     device: str = "cpu"  # where the models run ("cpu", "cuda", "cuda:N"), resolved already
+    overwrite: bool = False  # replace each model's group (its arrays and failures) before the run
+    dtype: str = "float32"  # how arrays are stored: float32 or float16
+    groups: tuple[tuple[str, str], ...] = ()  # (model, group) pairs: store a model under another group name
+
+    def group(self, ext: Extractor) -> str:
+        """The store group ``ext`` writes into: its name, unless ``--as`` chose another."""
+        return dict(self.groups).get(ext.name, ext.name)
 
 
-def song_attrs(ext: Extractor, n_samples_at_rate: int, duration_s: float, source: dict[str, Any]) -> dict[str, Any]:
+def group_attrs(ext: Extractor, options: RunOptions) -> dict[str, Any]:
+    """The attributes of ``ext``'s store group: the extractor's description plus how it is stored."""
+    return {**ext.group_attrs(), "group": options.group(ext), "dtype": options.dtype}
+
+
+def song_attrs(ext: Extractor, n_samples_at_rate: int, duration_s: float, source: dict[str, Any],
+               dtype: str = "float32") -> dict[str, Any]:
     """The attributes of one song's array (the time axis, its source, what computed it)."""
     attrs: dict[str, Any] = {
         "model": ext.name,
+        "dtype": dtype,
         **ext.time_axis.as_attrs(),
         "duration_s": duration_s,
         "n_samples": n_samples_at_rate,
@@ -119,61 +135,107 @@ def song_attrs(ext: Extractor, n_samples_at_rate: int, duration_s: float, source
     return attrs
 
 
+def is_cached(store: FeatureStore, file: AudioFile, ext: Extractor, options: RunOptions) -> bool:
+    """Whether (song, model) already has a complete array of this configuration from this unchanged file."""
+    attrs = store.song_attrs(options.group(ext), file.song_id)
+    return (
+        attrs is not None
+        and attrs.get("complete") is True
+        and attrs.get("fingerprint") == ext.fingerprint
+        and attrs.get("dtype", "float32") == options.dtype
+        and source_unchanged(file, attrs.get("source"))
+    )
+
+
 def _todo(store: FeatureStore, file: AudioFile, extractors: Sequence[Extractor], options: RunOptions,
           failed: frozenset[tuple[str, str]]) -> tuple[list[Extractor], list[Result]]:
-    """Which models still need this song, and skip results for the rest."""
-    todo, skipped = [], []
+    """Which models still need this song, and "cached" results for the rest."""
+    todo, cached = [], []
     for ext in extractors:
-        if options.retry_failed and (ext.name, file.song_id) not in failed:
+        if options.retry_failed and (options.group(ext), file.song_id) not in failed:
             continue
-        if options.skip_existing:
-            attrs = store.song_attrs(ext.name, file.song_id)
-            if (
-                attrs is not None
-                and attrs.get("complete") is True
-                and attrs.get("fingerprint") == ext.fingerprint
-                and source_unchanged(file, attrs.get("source"))
-            ):
-                skipped.append(Result(file.song_id, ext.name, "skipped", path=file.relative))
-                continue
+        if options.skip_existing and not options.overwrite and is_cached(store, file, ext, options):
+            cached.append(Result(file.song_id, options.group(ext), "cached", path=file.relative))
+            continue
         todo.append(ext)
-    return todo, skipped
+    return todo, cached
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How many (song, model) pairs a run will compute and how many it finds cached, per group."""
+
+    compute: dict[str, int]
+    cached: dict[str, int]
+
+
+def plan(store: FeatureStore, files: Sequence[AudioFile], extractors: Sequence[Extractor],
+         options: RunOptions = RunOptions()) -> Plan:
+    """Count the work before a run (one attribute read per (song, model); nothing is written)."""
+    failed = _recorded_failures(store, options)
+    compute = {options.group(e): 0 for e in extractors}
+    cached = dict.fromkeys(compute, 0)
+    for file in files:
+        todo, hits = _todo(store, file, extractors, options, failed)
+        for ext in todo:
+            compute[options.group(ext)] += 1
+        for r in hits:
+            cached[r.model] += 1
+    return Plan(compute, cached)
+
+
+def _recorded_failures(store: FeatureStore, options: RunOptions) -> frozenset[tuple[str, str]]:
+    """(group, song) pairs whose failure is recorded, when the run only retries those."""
+    if not options.retry_failed:
+        return frozenset()
+    return frozenset((f["model"], f["song_id"]) for f in store.failures())
 
 
 def process_song(store: FeatureStore, file: AudioFile, extractors: Sequence[Extractor], options: RunOptions,
                  on_result: Callable[[Result], None]) -> float:
     """Decode one file once and run every model that needs it; return the decode seconds.
 
-    Each (song, model) outcome goes to ``on_result`` as soon as it is written.
+    Each (song, model) outcome goes to ``on_result`` as soon as it is written. A file that
+    cannot be read or decoded is one failure per model that needed it, recorded once each.
     """
     audio = SongAudio(file.path)
+    t_dec = time.perf_counter()
     source: dict[str, Any] | None = None
-    decode_seconds = 0.0
+    try:
+        source = source_info(file)
+        duration = audio.duration_s  # decodes
+    except (AudioError, OSError) as e:
+        reason = e.reason if isinstance(e, AudioError) else f"cannot read ({e})"
+        for ext in extractors:
+            store.record_failure(options.group(ext), file.song_id, reason, type(e).__name__, source)
+            on_result(Result(file.song_id, options.group(ext), "failed", error=reason, path=file.relative))
+        return time.perf_counter() - t_dec
+    decode_seconds = time.perf_counter() - t_dec
     last_use = {ext.time_axis.sample_rate: i for i, ext in enumerate(extractors)}
     for i, ext in enumerate(extractors):
+        group = options.group(ext)
         t = time.perf_counter()
         try:
-            if source is None:
-                source = source_info(file)
-                t_dec = time.perf_counter()
-                duration = audio.duration_s  # decodes
-                decode_seconds += time.perf_counter() - t_dec
-            t = time.perf_counter()
             wave = audio.at(ext.time_axis.sample_rate)
             data = ext.extract(wave)
-            attrs = song_attrs(ext, int(wave.shape[0]), duration, source)
-            store.write(ext.name, file.song_id, data, ext.dims, attrs)
-            if options.output_base is not None:
-                write_npy(options.output_base, ext.name, file.song_id, data)
-            store.clear_failure(ext.name, file.song_id)
-            result = Result(file.song_id, ext.name, "done", time.perf_counter() - t, data.shape, duration,
+            attrs = song_attrs(ext, int(wave.shape[0]), duration, source, options.dtype)
+            store.write(group, file.song_id, data, ext.dims, attrs, dtype=options.dtype)
+            store.clear_failure(group, file.song_id)
+            result = Result(file.song_id, group, "done", time.perf_counter() - t, data.shape, duration,
                             path=file.relative, frame_rate_hz=ext.time_axis.frame_rate_hz)
         except StoreError:
             raise
         except (AudioError, AudioTooShort, InvalidSongId, FstoreError, OSError, ValueError, RuntimeError, MemoryError) as e:
             reason = e.reason if isinstance(e, AudioError) else str(e)
-            store.record_failure(ext.name, file.song_id, reason, type(e).__name__, source)
-            result = Result(file.song_id, ext.name, "failed", time.perf_counter() - t, error=reason, path=file.relative)
+            store.record_failure(group, file.song_id, reason, type(e).__name__, source)
+            result = Result(file.song_id, group, "failed", time.perf_counter() - t, error=reason, path=file.relative)
+        else:
+            if options.output_base is not None:
+                try:
+                    write_npy(options.output_base, group, file.song_id, data)
+                except OSError as e:  # the store holds the result: only the copy failed
+                    result = Result(file.song_id, group, "failed", result.seconds, data.shape, duration,
+                                    error=f"stored, but the .npy export failed: {e}", path=file.relative)
         if last_use[ext.time_axis.sample_rate] == i:
             audio.forget(ext.time_axis.sample_rate)  # long songs: hold one resampled copy at a time
         on_result(result)
@@ -260,10 +322,12 @@ def run(store: FeatureStore, files: Iterable[AudioFile], extractors: Sequence[Ex
     """
     reporter = reporter or SilentReporter()
     files = list(files)
-    summary = Summary(totals={e.name: ModelTotals() for e in extractors})
+    summary = Summary(totals={options.group(e): ModelTotals() for e in extractors})
     for ext in extractors:
-        store.ensure_model(ext.name, ext.group_attrs())
-    failed = frozenset((f["model"], f["song_id"]) for f in store.failures()) if options.retry_failed else frozenset()
+        summary.replaced[options.group(ext)] = store.ensure_model(options.group(ext), group_attrs(ext, options),
+                                                                  replace=options.overwrite)
+    options = replace(options, overwrite=False)  # replaced once, here: workers must not replace again
+    failed = _recorded_failures(store, options)
 
     def report(r: Result) -> None:
         summary.add(r)
@@ -312,7 +376,8 @@ def run(store: FeatureStore, files: Iterable[AudioFile], extractors: Sequence[Ex
         # songs another run held: try once more, then leave them to that run
         for file in run_pass(run_pass(files)):
             for ext in extractors:
-                report(Result(file.song_id, ext.name, "skipped", error="in progress in another run", path=file.relative))
+                report(Result(file.song_id, options.group(ext), "skipped", error="in progress in another run",
+                              path=file.relative))
     except KeyboardInterrupt:
         summary.interrupted = True
         raise

@@ -4,25 +4,68 @@
     store = fs.open_store("features.zarr")
     store.songs("madmom")                       # complete songs only
     da = store.load("song1", "crepe")           # DataArray (time, feature), time = t0_s + i*hop_s
+    da = store.load("song1", "mert", start=10, end=20)   # only the chunks of frames centred in [10 s, 20 s)
     ds = store.load_song("song1", align="madmom")   # every model on madmom's 100 Hz clock
+    X = store.pooled("openl3")                  # (song, feature): one mean embedding per song
 
-Reading needs neither torch nor any model: only zarr, xarray (and dask for ``lazy=True``).
-Incomplete arrays (interrupted writes) are invisible here.
+Reading needs neither torch nor any model: only zarr (or h5py for an exported ``.h5`` file),
+xarray, and dask for ``lazy=True`` and :meth:`StoreReader.pooled`. Incomplete arrays
+(interrupted writes) are invisible here.
+
+Attributes of returned arrays are netCDF- and Zarr-writable: strings and numbers stay as they
+are; every other value (the ``source`` dict, lists, booleans, None) is JSON text, which
+:func:`decode_attrs` turns back into Python values.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any, Mapping, Sequence
+
+import numpy as np
 
 from .extractors.base import TimeAxis
 from .store import FeatureStore
 
 ALIGN_METHODS = ("nearest", "linear")
+POOL_STATS = ("mean", "std", "min", "max")
 
 
 def open_store(url: str = "features.zarr", storage_options: Mapping[str, Any] | None = None) -> "StoreReader":
-    """Open a store for reading (local path or fsspec URL such as ``s3://bucket/features.zarr``)."""
+    """Open a store for reading: a Zarr store (local path or fsspec URL such as ``s3://bucket/features.zarr``),
+    or an HDF5 file written by ``fstore export-hdf5`` (``.h5``/``.hdf5``), with the same API."""
+    if str(url).lower().endswith((".h5", ".hdf5")):
+        from .hdf5 import H5Store
+
+        return StoreReader(H5Store(url))
     return StoreReader(FeatureStore(url, mode="r", storage_options=storage_options))
+
+
+def encode_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """Attributes any netCDF/Zarr/HDF5 writer accepts: str, int and float kept; anything else as JSON text."""
+    return {k: v if isinstance(v, (str, int, float)) and not isinstance(v, bool) else json.dumps(v)
+            for k, v in attrs.items()}
+
+
+def decode_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """The inverse of :func:`encode_attrs` for the values that hold JSON objects, lists, booleans or null."""
+    out: dict[str, Any] = {}
+    for k, v in attrs.items():
+        if isinstance(v, str) and v[:1] in ("{", "[") or v in ("true", "false", "null"):
+            try:
+                v = json.loads(v)
+            except ValueError:
+                pass
+        out[k] = v
+    return out
+
+
+def frame_range(attrs: Mapping[str, Any], n_frames: int, start: float | None, end: float | None) -> slice:
+    """The frames whose centres lie in ``[start, end)`` seconds (None: open on that side)."""
+    times = TimeAxis.from_attrs(attrs).times(n_frames)
+    first = 0 if start is None else int(np.searchsorted(times, start, side="left"))
+    stop = n_frames if end is None else int(np.searchsorted(times, end, side="left"))
+    return slice(first, max(first, stop))
 
 
 class StoreReader:
@@ -52,14 +95,18 @@ class StoreReader:
     def model_attrs(self, model: str) -> dict[str, Any]:
         return self._store.model_attrs(model)
 
-    def load(self, song_id: str, model: str, lazy: bool = False):
+    def load(self, song_id: str, model: str, lazy: bool = False, start: float | None = None,
+             end: float | None = None):
         """One song's features for one model as an ``xr.DataArray``.
 
         Dims are the stored ones, e.g. ``("time",)``, ``("time", "feature")`` or
         ``("layer", "time", "feature")``; ``time`` is in seconds, ``feature`` carries the
         feature names where the model has them (CREPE: frequency, confidence), ``layer`` the
-        layer indices. Attributes are the array's (time axis, source, fingerprint, ...).
-        ``lazy=True`` returns a dask-backed array that reads on ``.compute()``.
+        layer indices. Attributes are the array's (time axis, source, fingerprint, ...), encoded
+        as :func:`encode_attrs` says. ``start``/``end`` (seconds) keep the frames whose centres
+        lie in ``[start, end)`` and read only the chunks holding them. ``lazy=True`` returns a
+        dask-backed array that reads on ``.compute()``. Values come as float32 (also from a
+        float16 store).
 
         Raises KeyError when (song, model) has no complete array.
         """
@@ -70,22 +117,27 @@ class StoreReader:
             raise KeyError(f"no complete {model!r} features for song {song_id!r} in {self.url}")
         attrs = arr.attrs.asdict()
         dims = tuple(attrs["dims"])
+        axis = dims.index("time")
+        frames = frame_range(attrs, arr.shape[axis], start, end)
+        index = tuple(frames if i == axis else slice(None) for i in range(len(dims)))
         if lazy:
             import dask.array as da
 
-            data = da.from_zarr(arr)
+            data = da.from_array(arr, chunks=arr.chunks)[index].astype(np.float32)
         else:
-            data = arr[...]
-        coords: dict[str, Any] = {"time": ("time", TimeAxis.from_attrs(attrs).times(arr.shape[dims.index("time")]), {"units": "s"})}
+            data = np.asarray(arr[index], dtype=np.float32)
+        times = TimeAxis.from_attrs(attrs).times(arr.shape[axis])[frames]
+        coords: dict[str, Any] = {"time": ("time", times, {"units": "s"})}
         if "feature" in dims and attrs.get("feature_names"):
             coords["feature"] = list(attrs["feature_names"])
         for dim, values in (attrs.get("coords") or {}).items():
             coords[dim] = list(values)
         attrs.pop("complete", None)
-        return xr.DataArray(data, dims=dims, coords=coords, name=model, attrs=attrs)
+        return xr.DataArray(data, dims=dims, coords=coords, name=model, attrs=encode_attrs(attrs))
 
     def load_song(self, song_id: str, models: Sequence[str] | None = None, align: str | None = None,
-                  method: str = "nearest", lazy: bool = False):
+                  method: str = "nearest", lazy: bool = False, start: float | None = None,
+                  end: float | None = None):
         """Several models' features of one song in one ``xr.Dataset``.
 
         Without ``align`` each model keeps its own clock, as dims ``time_<model>``. With
@@ -98,7 +150,8 @@ class StoreReader:
 
         Non-time dims are renamed ``<model>_feature`` / ``<model>_layer`` so models of
         different widths can share a Dataset. Models without a complete array for the
-        song are left out; KeyError if none has one.
+        song are left out; KeyError if none has one. ``start``/``end`` (seconds) slice every
+        model as :meth:`load` does.
         """
         import xarray as xr
 
@@ -110,7 +163,7 @@ class StoreReader:
         arrays = {}
         for model in models:
             try:
-                arrays[model] = self.load(song_id, model, lazy=lazy)
+                arrays[model] = self.load(song_id, model, lazy=lazy, start=start, end=end)
             except KeyError:
                 continue
         if not arrays:
@@ -144,8 +197,71 @@ class StoreReader:
                 "t0_s": attrs.get("t0_s"),
                 "dims": attrs.get("dims"),
                 "variant": attrs.get("variant"),
+                "model": attrs.get("model", model),
+                "dtype": attrs.get("dtype", "float32"),
+                "bytes": self._store.size_on_disk(model),
             }
         return out
+
+    def pooled(self, model: str, stat: str = "mean", songs: Sequence[str] | None = None):
+        """One vector per song: ``stat`` (mean, std, min or max) over each song's time axis.
+
+        Returns an ``xr.DataArray`` with dims ``("song", ...)``: the stored dims without
+        ``time`` (MERT with several layers keeps ``layer``), float32, a ``song`` coordinate
+        and ``n_frames`` per song. Computed out of core with dask, chunk by chunk: memory
+        holds a few chunks (4 MiB each) and the result, however large the store.
+        """
+        import dask
+        import dask.array as da
+        import xarray as xr
+
+        if stat not in POOL_STATS:
+            raise ValueError(f"stat must be one of {POOL_STATS}, not {stat!r}")
+        songs = list(songs) if songs is not None else self.songs(model)
+        if not songs:
+            raise KeyError(f"no complete {model!r} songs in {self.url}")
+        first = self.load(songs[0], model, lazy=True)
+        axis = first.dims.index("time")
+        lazies, lengths = [], []
+        for song in songs:
+            arr = self._store.array(model, song)
+            if arr is None:
+                raise KeyError(f"no complete {model!r} features for song {song!r} in {self.url}")
+            x = da.from_array(arr, chunks=arr.chunks).astype(np.float64)
+            lazies.append(getattr(da, stat)(x, axis=axis).astype(np.float32))
+            lengths.append(arr.shape[axis])
+        values = np.stack(dask.compute(*lazies))
+        dims = ("song",) + tuple(d for d in first.dims if d != "time")
+        coords = {d: first.coords[d].values for d in dims[1:] if d in first.coords}
+        coords.update(song=songs, n_frames=("song", np.asarray(lengths)))
+        attrs = {k: first.attrs[k] for k in ("model", "hop_s", "frame_rate_hz", "fingerprint") if k in first.attrs}
+        return xr.DataArray(values, dims=dims, coords=coords, name=f"{model}_{stat}", attrs={**attrs, "stat": stat})
+
+    def stack(self, model: str, songs: Sequence[str] | None = None):
+        """Every song of ``model`` in one padded array, for training code.
+
+        Returns an ``xr.DataArray`` with dims ``("song", "time", ...)`` (the stored non-time dims
+        after ``time``), float32, NaN after each song's end, a ``length`` coordinate (frames per
+        song) and ``time`` in seconds on the group's clock. It is built in memory:
+        songs × longest song × features × 4 bytes.
+        """
+        import xarray as xr
+
+        songs = list(songs) if songs is not None else self.songs(model)
+        if not songs:
+            raise KeyError(f"no complete {model!r} songs in {self.url}")
+        arrays = [self.load(s, model).transpose("time", ...) for s in songs]
+        longest = max(a.sizes["time"] for a in arrays)
+        out = np.full((len(arrays), longest) + arrays[0].shape[1:], np.nan, dtype=np.float32)
+        for i, a in enumerate(arrays):
+            out[i, : a.sizes["time"]] = a.values
+        axis = TimeAxis.from_attrs(self.model_attrs(model))
+        dims = ("song",) + arrays[0].dims
+        coords = {d: arrays[0].coords[d].values for d in dims[2:] if d in arrays[0].coords}
+        coords.update(song=songs, time=("time", axis.times(longest), {"units": "s"}),
+                      length=("song", np.asarray([a.sizes["time"] for a in arrays])))
+        return xr.DataArray(out, dims=dims, coords=coords, name=model,
+                            attrs={k: arrays[0].attrs[k] for k in ("model", "hop_s", "t0_s", "frame_rate_hz") if k in arrays[0].attrs})
 
 
 def _align(da_, target, method: str):

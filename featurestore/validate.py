@@ -92,7 +92,7 @@ def validate_store(store: FeatureStore, fix: bool = False) -> Report:
         current = _current_fingerprint(ext) if ext is not None else None
         if current is not None and current != group_attrs.get("fingerprint"):
             problem("stale", model, "the installed extractor (code or weights) now computes something else; "
-                    "re-run with --skip-existing to update")
+                    "re-run with --overwrite to recompute the group")
         for song in store.songs(model, complete_only=False):
             where = f"{model}/{song}"
             report.checked += 1
@@ -102,7 +102,7 @@ def validate_store(store: FeatureStore, fix: bool = False) -> Report:
                 continue
             attrs = arr.attrs.asdict()
             if attrs.get("complete") is not True:
-                problem("incomplete", where, "not marked complete (interrupted write); redone by --skip-existing")
+                problem("incomplete", where, "not marked complete (interrupted write); the next run redoes it")
                 if fix:
                     store.remove(model, song)
                     report.fixed.append(where)
@@ -118,7 +118,7 @@ def validate_store(store: FeatureStore, fix: bool = False) -> Report:
             if not np.isfinite(arr[...]).all():
                 problem("nonfinite", where, "contains NaN or infinite values")
             if attrs.get("fingerprint") != group_attrs.get("fingerprint"):
-                problem("stale", where, "computed with other weights/options than the group's current ones; re-run with --skip-existing to update")
+                problem("stale", where, "computed with other weights/options than the group's; re-run with --overwrite to recompute the group")
     for failure in store.failures():
         for msg in schema_errors("failure", failure):
             problem("schema", f"{FAILURES}/{failure.get('model')}/{failure.get('song_id')}", msg)

@@ -15,11 +15,11 @@ import gzip
 import hashlib
 import os
 import shutil
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+from ._atomic import atomic_path
 from .errors import WeightsChecksumError, WeightsUnavailable
 
 #: seconds to wait for a connection before declaring the network unreachable
@@ -74,36 +74,26 @@ def download(url: str, dest: Path, sha256: str, *, model: str, how: str) -> Path
     """
     if offline():
         raise WeightsUnavailable(model, f"{dest.name} is not in the cache and downloads are off (FSTORE_OFFLINE/HF_HUB_OFFLINE)", cache_dir=dest.parent, how=how)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent)
     try:
-        h = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=CONNECT_TIMEOUT_S) as resp:
-            for block in iter(lambda: resp.read(1 << 20), b""):
-                h.update(block)
-                out.write(block)
-        if h.hexdigest() != sha256:
-            raise WeightsChecksumError(f"{model}: download of {url} has sha256 {h.hexdigest()}, expected {sha256}")
-        os.replace(tmp, dest)
+        with atomic_path(dest) as tmp:
+            h = hashlib.sha256()
+            with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=CONNECT_TIMEOUT_S) as resp:
+                for block in iter(lambda: resp.read(1 << 20), b""):
+                    h.update(block)
+                    out.write(block)
+            if h.hexdigest() != sha256:
+                raise WeightsChecksumError(f"{model}: download of {url} has sha256 {h.hexdigest()}, expected {sha256}")
     except (urllib.error.URLError, OSError, TimeoutError) as e:
         raise WeightsUnavailable(model, f"could not download {url} ({e})", cache_dir=dest.parent, how=how) from e
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return dest
 
 
 def gunzip_verified(src: Path, dest: Path, sha256: str, what: str) -> Path:
     """Decompress ``src`` to ``dest`` atomically; ``dest`` appears only if it hashes to ``sha256``."""
-    fd, tmp = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as out, gzip.open(src, "rb") as inp:
+    with atomic_path(dest) as tmp:
+        with open(tmp, "wb") as out, gzip.open(src, "rb") as inp:
             shutil.copyfileobj(inp, out, 1 << 20)
         verify_sha256(tmp, sha256, what)
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return dest
 
 

@@ -61,20 +61,67 @@ def test_run_writes_reads_and_skips(tmp_path, fake_models):
     assert np.load(tmp_path / "npy" / "fake" / "sub" / "two.npy").shape == (50, 2)
     assert {f["song_id"] for f in store.failures()} == {"bad"}
 
-    again = pipeline.run(store, files, exts, pipeline.RunOptions(skip_existing=True))
-    assert again.totals["fake"].skipped == 2 and again.totals["fake"].done == 0
+    again = pipeline.run(store, files, exts)  # caching is the default
+    assert again.totals["fake"].cached == 2 and again.totals["fake"].done == 0
+    assert pipeline.plan(store, files, exts) == pipeline.Plan({"fake": 1, "slow": 1}, {"fake": 2, "slow": 2})
 
     # a changed source file is redone; same content with a new mtime is not
     os.utime(audio / "one.wav", (time.time() + 10, time.time() + 10))
     write_wav(audio / "sub" / "two.wav", 0.6, channels=2)
     third = pipeline.run(store, files, exts, pipeline.RunOptions(skip_existing=True))
-    assert third.totals["fake"].skipped == 1 and third.totals["fake"].done == 1
+    assert third.totals["fake"].cached == 1 and third.totals["fake"].done == 1
     assert store.array("fake", "sub/two").shape == (60, 2)
 
-    # other options -> other fingerprint -> redone
-    regain = _loaded("fake", gain=2.0)
-    fourth = pipeline.run(store, files, regain, pipeline.RunOptions(skip_existing=True))
-    assert fourth.totals["fake"].done == 2
+
+def test_one_configuration_per_group(tmp_path, fake_models):
+    from featurestore.errors import ConfigurationMismatch
+
+    audio = tmp_path / "audio"
+    write_wav(audio / "one.wav", 1.0)
+    write_wav(audio / "two.wav", 0.5)
+    (audio / "bad.wav").write_text("not audio")
+    store = FeatureStore(str(tmp_path / "s.zarr"), mode="a")
+    files = discover(audio).files
+    pipeline.run(store, files, _loaded("fake"))
+    before = store.array("fake", "one")[...]
+
+    # other options: refused before any work, naming the option with both values
+    with pytest.raises(ConfigurationMismatch) as e:
+        pipeline.run(store, files, _loaded("fake", gain=2.0))
+    assert ("gain", 1.0, 2.0) in e.value.differences and "--overwrite" in str(e.value) and "--as" in str(e.value)
+    assert np.array_equal(store.array("fake", "one")[...], before)
+    assert store.model_attrs("fake")["config"] == {"gain": 1.0}
+
+    # a storage dtype is part of the configuration too
+    with pytest.raises(ConfigurationMismatch, match="dtype"):
+        pipeline.run(store, files, _loaded("fake"), pipeline.RunOptions(dtype="float16"))
+
+    # --as keeps a second configuration beside the first
+    side = pipeline.run(store, files, _loaded("fake", gain=2.0), pipeline.RunOptions(groups=(("fake", "fake2"),)))
+    assert side.totals["fake2"].done == 2 and store.models() == ["fake", "fake2"]
+    assert store.model_attrs("fake2")["model"] == "fake" and store.model_attrs("fake2")["group"] == "fake2"
+    np.testing.assert_allclose(store.array("fake2", "one")[...], 2 * before, rtol=1e-6)
+    assert {f["model"] for f in store.failures()} == {"fake", "fake2"}
+
+    # --overwrite replaces the group: old arrays and failures go, every song is recomputed
+    new = pipeline.run(store, files, _loaded("fake", gain=2.0), pipeline.RunOptions(overwrite=True))
+    assert new.replaced["fake"] == (2, 1) and new.totals["fake"].done == 2 and new.totals["fake"].cached == 0
+    assert store.model_attrs("fake")["config"] == {"gain": 2.0}
+    np.testing.assert_allclose(store.array("fake", "one")[...], 2 * before, rtol=1e-6)
+
+
+def test_float16_storage(tmp_path, fake_models):
+    audio = tmp_path / "audio"
+    write_wav(audio / "one.wav", 1.0)
+    files = discover(audio).files
+    exact = FeatureStore(str(tmp_path / "a.zarr"), mode="a")
+    half = FeatureStore(str(tmp_path / "b.zarr"), mode="a")
+    pipeline.run(exact, files, _loaded("fake"))
+    pipeline.run(half, files, _loaded("fake"), pipeline.RunOptions(dtype="float16"))
+    a, b = exact.array("fake", "one"), half.array("fake", "one")
+    assert a.dtype == np.float32 and b.dtype == np.float16 and b.attrs["dtype"] == "float16"
+    np.testing.assert_allclose(b[...].astype(np.float32), a[...], rtol=1e-3, atol=1e-4)
+    assert pipeline.run(half, files, _loaded("fake"), pipeline.RunOptions(dtype="float16")).totals["fake"].cached == 1
 
 
 def test_retry_failed_only_redoes_failures(tmp_path, fake_models):
