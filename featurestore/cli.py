@@ -17,6 +17,7 @@ from typing import Annotated, Any, Iterator, Optional, Sequence
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich import box
 from rich.table import Table
 
 from .errors import ConfigurationMismatch, FstoreError, StoreError, WeightsUnavailable
@@ -349,14 +350,16 @@ def info(store: Annotated[str, typer.Argument(help="Store to describe.")] = "fea
         console.print(f"[red]{e}[/]")
         raise typer.Exit(1)
     summary = reader.info()
-    table = Table(title=f"{store}")
-    for col in ("group", "songs", "partial", "failed", "rate", "dims", "stored", "size", "variant"):
-        table.add_column(col, no_wrap=col != "variant")
+    table = Table(title=f"{store}", box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("group", "songs", "partial", "failed", "rate", "dims", "stored", "size"):
+        table.add_column(col, no_wrap=True)
     for group, m in summary["models"].items():
-        name = group if m["model"] == group else f"{group} ({m['model']})"
-        table.add_row(name, str(m["songs"]), str(m["incomplete"]), str(m["failed"]), f"{m['frame_rate_hz']:g} Hz",
-                      "×".join(m["dims"] or []), m["dtype"], _human_bytes(m["bytes"]), str(m["variant"]))
+        table.add_row(group, str(m["songs"]), str(m["incomplete"]), str(m["failed"]), f"{m['frame_rate_hz']:g} Hz",
+                      "×".join(m["dims"] or []), m["dtype"], _human_bytes(m["bytes"]))
     out.print(table)
+    for group, m in summary["models"].items():
+        origin = "" if m["model"] == group else f" (model {m['model']})"
+        out.print(f"{group}{origin}: {m['variant']}")
     for f in reader.failures():
         out.print(f"[red]failed[/] {f['model']} {f['song_id']}: {f['error']}")
 

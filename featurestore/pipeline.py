@@ -371,7 +371,7 @@ def run(store: FeatureStore, files: Iterable[AudioFile], extractors: Sequence[Ex
             return busy
 
     start = time.perf_counter()
-    reporter.start(len(files), [e.name for e in extractors])
+    reporter.start(len(files), [options.group(e) for e in extractors])
     try:
         # songs another run held: try once more, then leave them to that run
         for file in run_pass(run_pass(files)):
