@@ -165,10 +165,11 @@ def _share_cores(workers: int) -> None:
 
 
 # -- commands --------------------------------------------------------------------------------------
-@app.command(context_settings={"allow_extra_args": True})
+@app.command()
 def extract(
-    ctx: typer.Context,
-    audio_dir: Annotated[Path, typer.Option("--audio-dir", "--audio_dir", help="Folder of audio files, searched recursively.")] = Path("audio_files"),
+    paths: Annotated[Optional[list[str]], typer.Argument(help="Audio files and folders (folders are searched recursively). Default: audio_files/.", show_default=False)] = None,
+    audio_dir: Annotated[Optional[Path], typer.Option("--audio-dir", "--audio_dir", help="A folder of audio files, searched recursively (the same as giving it as PATH).")] = None,
+    files_from: Annotated[Optional[str], typer.Option("--files-from", help="A list of files: one path per line, or a CSV with a header 'path' or 'path,song_id'; '-' reads standard input.")] = None,
     store: Annotated[str, typer.Option("--store", help="Zarr store to write (local path or fsspec URL).")] = "features.zarr",
     models: Annotated[Optional[list[str]], typer.Option("--models", "-m", help="Models to run: repeat, or separate by commas/spaces. Default: all (openl3, crepe, madmom, mert).")] = None,
     skip_existing: Annotated[bool, typer.Option("--skip-existing", "--skip_existing", help="The default, kept for old scripts: a (song, model) already complete with the same configuration and an unchanged source file is not recomputed.")] = True,
@@ -188,27 +189,35 @@ def extract(
     dask_scheduler: Annotated[Optional[str], typer.Option("--dask-scheduler", help="Address of a Dask scheduler (tcp://host:8786): every song becomes a task on its workers, which must see --audio-dir and --store.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="A line per file and model: shape, time, rate.")] = False,
 ) -> None:
-    """Extract features of every audio file under --audio-dir into --store."""
+    """Extract features of audio files and folders (default: audio_files/) into --store."""
     del skip_existing  # accepted for old scripts: caching is the default
     from . import pipeline
-    from .discover import discover
+    from .discover import gather, read_file_list
     from .devices import resolve_device, resolve_precision
     from .extractors import registry
     from .store import FeatureStore
 
-    extra = list(ctx.args)
-    named = parse_models(models, extra if models else ())
-    if extra and not models:
-        raise typer.BadParameter(f"unexpected argument(s): {' '.join(extra)}")
+    # `--models openl3 mert DIR`: names after --models arrive as positional values; an existing path wins
+    paths = list(paths or [])
+    valid = set(registry.names())
+    extra = [p for p in paths if models and p in valid and not Path(p).exists()]
+    paths = [p for p in paths if p not in extra]
+    named = parse_models(models, extra)
     try:
         device = resolve_device(device)
         precision = resolve_precision(precision, device)
     except ValueError as e:
         raise typer.BadParameter(str(e)) from e
+    inputs = paths + ([str(audio_dir)] if audio_dir is not None else [])
+    if not inputs and files_from is None:
+        inputs = ["audio_files"]
+    if len(inputs) == 1 and files_from is None and not Path(inputs[0]).exists():
+        raise typer.BadParameter(f"{inputs[0]} does not exist", param_hint="PATH / --audio-dir")
     try:
-        found = discover(audio_dir)
-    except FileNotFoundError as e:
-        raise typer.BadParameter(str(e), param_hint="--audio-dir") from e
+        listed = read_file_list(sys.stdin if files_from == "-" else files_from) if files_from else []
+    except (OSError, UnicodeDecodeError) as e:
+        raise typer.BadParameter(f"cannot read {files_from}: {e}", param_hint="--files-from") from e
+    found = gather(inputs, listed)
     selected = named or registry.names()
     options = model_options(
         selected,
@@ -232,7 +241,8 @@ def extract(
         extractors.append(ext)
 
     console.print(
-        f"{len(found.files)} audio files in {audio_dir} ({found.skipped_non_audio} non-audio and "
+        f"{len(found.files)} audio files in {', '.join(inputs + ([files_from] if files_from else []))} "
+        f"({found.skipped_non_audio} non-audio and "
         f"{found.skipped_hidden} hidden skipped); models: {', '.join(e.name for e in extractors) or 'none'}; "
         f"device {device}, precision {precision}"
     )

@@ -1,19 +1,20 @@
-"""Which files of an audio folder are songs, under which ids, and whether a file changed since.
+"""Which input files are songs, under which ids, and whether a file changed since.
 
-Discovery walks the folder once (sorted, hidden entries skipped, symlink loops reported) and
-gives every audio file a song id: its relative path without the extension, unless two files
-would share it. The source record (path, size, mtime, sha256) is what ``--skip-existing``
-compares against the store.
+Inputs are folders (walked once: sorted, hidden entries skipped, symlink loops reported),
+files, and lists of files. Every audio file gets a song id: its path relative to its folder
+without the extension (a file given directly: its stem), unless two files would share it.
+The source record (path, size, mtime, sha256) is what caching compares against the store.
 """
 
 from __future__ import annotations
 
+import csv
 import mimetypes
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence, TextIO
 
 from .audio import AUDIO_EXTENSIONS
 from .errors import InvalidSongId
@@ -59,7 +60,73 @@ def discover(audio_dir: str | os.PathLike[str]) -> Discovery:
     root = Path(audio_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"audio folder {root} does not exist or is not a folder")
+    return gather([root])
+
+
+def gather(paths: Sequence[str | os.PathLike[str]], listed: Sequence[tuple[str, str | None]] = ()) -> Discovery:
+    """The songs of any mix of folders (searched as :func:`discover` does), files, and ``listed``
+    (path, song id or None) pairs from a list file.
+
+    A file given directly (or listed without an id) is stored under its stem; a folder's files
+    under their path relative to that folder. Ids that would clash keep their extension; an id
+    still taken by an earlier input is an error for that file, as is a path that does not exist.
+    """
     found = Discovery()
+    candidates: list[tuple[int, Path, str, str | None]] = []  # (input number, path, relative name, explicit id)
+    for n, given in enumerate(paths):
+        path = Path(given)
+        if path.is_dir():
+            candidates += [(n, p, rel, None) for p, rel in _walk(path, found)]
+        elif path.is_file():
+            candidates.append((n, path, path.name, None))
+        else:
+            found.errors.append((str(path), "no such file or folder"))
+    for given, song_id in listed:
+        path = Path(given)
+        if path.is_file():
+            candidates.append((-1, path, str(given).replace(os.sep, "/") if song_id else path.name, song_id))
+        else:
+            found.errors.append((str(path), "no such file" if not path.is_dir() else "a folder, not a file (list files only)"))
+
+    stems: dict[tuple[int, str], list[str]] = defaultdict(list)  # the extension rule applies within one input
+    for n, _, rel, explicit in candidates:
+        if explicit is None:
+            stems[n, os.path.splitext(rel)[0]].append(rel)
+    taken: dict[str, Path] = {}
+    for n, path, rel, explicit in candidates:
+        stem = os.path.splitext(rel)[0]
+        song_id = explicit or (rel if len(stems[n, stem]) > 1 else stem)
+        try:
+            song_id = validate_song_id(song_id)
+        except InvalidSongId as e:
+            found.errors.append((str(path), str(e)))
+            continue
+        if song_id in taken:
+            found.errors.append((str(path), f"song id {song_id!r} is already taken by {taken[song_id]}; "
+                                            "give it another id in a --files-from list (path,song_id)"))
+            continue
+        taken[song_id] = path
+        found.files.append(AudioFile(path, rel, song_id))
+    for (_, stem), rels in sorted(stems.items()):
+        if len(rels) > 1:
+            found.notes.append(f"{', '.join(rels)} share the name {stem!r}: their ids keep the extension")
+    return found
+
+
+def read_file_list(source: str | os.PathLike[str] | TextIO) -> list[tuple[str, str | None]]:
+    """(path, song id or None) pairs from a list: one path per line, or a CSV whose header is
+    ``path`` or ``path,song_id``. Blank lines and lines starting with ``#`` are ignored; relative
+    paths are relative to the current folder."""
+    text = source.read() if hasattr(source, "read") else Path(source).read_text()
+    lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    if lines and [c.strip() for c in lines[0].split(",")][:1] == ["path"]:
+        rows = list(csv.DictReader(lines))
+        return [(row["path"].strip(), (row.get("song_id") or "").strip() or None) for row in rows if row.get("path")]
+    return [(line.strip(), None) for line in lines]
+
+
+def _walk(root: Path, found: Discovery) -> list[tuple[Path, str]]:
+    """Audio files under ``root`` as (path, path relative to root), sorted; problems go to ``found``."""
     seen_dirs: set[tuple[int, int]] = set()
     candidates: list[tuple[Path, str]] = []
 
@@ -100,22 +167,7 @@ def discover(audio_dir: str | os.PathLike[str]) -> Discovery:
                 found.skipped_non_audio += 1
 
     walk(root, "")
-    stems: dict[str, list[str]] = defaultdict(list)
-    for _, rel in candidates:
-        stems[os.path.splitext(rel)[0]].append(rel)
-    for path, rel in candidates:
-        stem = os.path.splitext(rel)[0]
-        song_id = rel if len(stems[stem]) > 1 else stem
-        try:
-            song_id = validate_song_id(song_id)
-        except InvalidSongId as e:
-            found.errors.append((str(path), str(e)))
-            continue
-        found.files.append(AudioFile(path, rel, song_id))
-    for stem, rels in sorted(stems.items()):
-        if len(rels) > 1:
-            found.notes.append(f"{', '.join(rels)} share the name {stem!r}: their ids keep the extension")
-    return found
+    return candidates
 
 
 def source_info(file: AudioFile) -> dict[str, Any]:
