@@ -1,7 +1,9 @@
 """Decode an audio file once to float32 mono, and resample it per model.
 
 Decoding uses libsndfile (through soundfile): WAV, FLAC, OGG/Vorbis/Opus, MP3, AIFF and
-the other formats it lists. Multichannel audio is **downmixed by the mean over channels**,
+the other formats it lists; what it cannot read goes to FFmpeg's decoders through PyAV:
+AAC/M4A, WMA, Opus or Vorbis in any container, the audio track of MP4/WebM/MKV files,
+AC-3 and more. Multichannel audio is **downmixed by the mean over channels**,
 as openl3, crepe and madmom do. Files are read in blocks, so memory holds the mono
 signal, not the multichannel one. Resampling uses soxr at its "HQ" quality (steep
 low-pass, ~ -140 dB stopband), once per (song, rate).
@@ -21,7 +23,8 @@ from .errors import AudioError
 
 #: extensions fstore treats as audio when scanning a folder (decoding decides in the end)
 AUDIO_EXTENSIONS = frozenset(
-    ".wav .wave .flac .ogg .oga .opus .mp3 .aif .aiff .aifc .au .snd .caf .w64 .rf64 .m4a .aac .wma".split()
+    (".wav .wave .flac .ogg .oga .opus .mp3 .aif .aiff .aifc .au .snd .caf .w64 .rf64 .m4a .m4b .aac .wma "
+     ".mp4 .webm .weba .mka .mkv .ac3 .eac3 .wv .ape .amr .3gp .alac").split()
 )
 #: frames per block when decoding (about 1M frames: bounded memory for any channel count)
 BLOCK_FRAMES = 1 << 20
@@ -36,6 +39,7 @@ class Audio:
     samples: np.ndarray  # shape (n,), float32
     sample_rate: int
     channels: int
+    decoder: str = "libsndfile"  # or "ffmpeg:<codec>" (PyAV)
 
     @property
     def duration_s(self) -> float:
@@ -55,7 +59,15 @@ def decode(path: str | os.PathLike[str]) -> Audio:
 
     path = Path(path)
     try:
-        with sf.SoundFile(path) as f:
+        opened = sf.SoundFile(path)
+    except sf.LibsndfileError as e:
+        if not path.is_file():
+            raise AudioError(path, f"cannot read ({e.error_string})") from e
+        return decode_with_ffmpeg(path, f"libsndfile: {e.error_string}")
+    except OSError as e:
+        raise AudioError(path, f"cannot read ({e})") from e
+    try:
+        with opened as f:
             sample_rate, channels, declared = f.samplerate, f.channels, f.frames
             if declared == 0:
                 raise AudioError(path, "contains no audio samples (0 frames)")
@@ -80,6 +92,53 @@ def decode(path: str | os.PathLike[str]) -> Audio:
     if sample_rate <= 0:
         raise AudioError(path, f"invalid sample rate {sample_rate}")
     return Audio(mono, int(sample_rate), int(channels))
+
+
+def decode_with_ffmpeg(path: str | os.PathLike[str], why_not_libsndfile: str = "") -> Audio:
+    """Read the first audio stream of any container FFmpeg knows, as float32 mono (mean over channels).
+
+    Encoder delay and padding are removed where the file declares them (edit lists, Opus pre-skip,
+    the stream's duration). Raises :class:`AudioError` for files FFmpeg cannot read either, files
+    without an audio stream, corrupt or truncated streams, and NaN/inf samples.
+    """
+    try:
+        import av
+    except ImportError as e:  # pragma: no cover - av is a dependency
+        raise AudioError(path, f"cannot decode as audio ({why_not_libsndfile}; PyAV is not installed)") from e
+    path = Path(path)
+    blocks: list[np.ndarray] = []
+    try:
+        with av.open(str(path)) as container:
+            stream = next((s for s in container.streams if s.type == "audio"), None)
+            if stream is None:
+                raise AudioError(path, "contains no audio stream")
+            rate = int(stream.codec_context.sample_rate or stream.rate or 0)
+            channels = int(stream.codec_context.channels or 0)
+            stream.thread_type = "AUTO"
+            for frame in container.decode(stream):
+                data = frame.to_ndarray()
+                data = data.reshape(-1, len(frame.layout.channels)).T if not frame.format.is_planar else data
+                blocks.append(data.astype(np.float32, copy=False).mean(axis=0) if data.shape[0] > 1 else
+                              data[0].astype(np.float32))
+                if frame.format.name.startswith(("s16", "s32", "u8")):  # integer PCM: scale to [-1, 1]
+                    blocks[-1] = blocks[-1] / float(np.iinfo(data.dtype).max + 1)
+            declared = None
+            if stream.duration is not None and stream.time_base is not None:
+                declared = int(round(float(stream.duration * stream.time_base) * rate))
+            codec = stream.codec_context.name
+    except AudioError:
+        raise
+    except (av.error.FFmpegError, ValueError, OSError) as e:
+        reason = f"cannot decode as audio ({why_not_libsndfile}; ffmpeg: {e})" if why_not_libsndfile else f"cannot decode ({e})"
+        raise AudioError(path, reason) from e
+    mono = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+    if declared is not None and 0 < declared < mono.shape[0]:
+        mono = mono[:declared]  # encoder padding after the declared end
+    if mono.shape[0] == 0 or rate <= 0:
+        raise AudioError(path, "contains no audio samples")
+    if not np.isfinite(mono).all():
+        raise AudioError(path, "contains NaN or infinite samples")
+    return Audio(np.ascontiguousarray(mono, dtype=np.float32), rate, channels, f"ffmpeg:{codec}")
 
 
 def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:

@@ -204,6 +204,7 @@ def process_song(store: FeatureStore, file: AudioFile, extractors: Sequence[Extr
     try:
         source = source_info(file)
         duration = audio.duration_s  # decodes
+        source["decoder"] = audio.audio.decoder
     except (AudioError, OSError) as e:
         reason = e.reason if isinstance(e, AudioError) else f"cannot read ({e})"
         for ext in extractors:
