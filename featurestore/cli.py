@@ -6,9 +6,12 @@ store), 2 usage error, 130 interrupted (Ctrl-C; finished songs are kept).
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import signal
 import sys
+from enum import Enum
 from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,22 +19,48 @@ from typing import Annotated, Any, Iterator, Optional, Sequence
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich import box
 from rich.table import Table
 
 from .errors import ConfigurationMismatch, FstoreError, StoreError, WeightsUnavailable
-from .store import STORAGE_DTYPES, validate_song_id
+from .reporting import LineReporter, RichReporter, print_summary, summary_dict
+from .store import validate_song_id
 
 app = typer.Typer(
     name="fstore",
     help="Time-aligned audio features (OpenL3, CREPE, madmom, MERT) for a folder of songs, in one Zarr store.",
     no_args_is_help=True,
-    add_completion=False,
     rich_markup_mode="rich",
 )
 console = Console(stderr=True)
 out = Console()
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        print(f"fstore {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_show_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Time-aligned audio features (OpenL3, CREPE, madmom, MERT) for a folder of songs, in one Zarr store."""
+
+
+StoreArgument = Annotated[Optional[str], typer.Argument(help="The store (local path, fsspec URL, or an exported .h5). Default: features.zarr.", show_default=False)]
+StoreOption = Annotated[Optional[str], typer.Option("--store", help="The store, as an option (the same as the argument).", show_default=False)]
+
+
+def _store_url(positional: str | None, option: str | None) -> str:
+    """Every command takes the store the same way: as an argument or as --store (default features.zarr)."""
+    if positional and option and positional != option:
+        raise typer.BadParameter(f"two stores given: {positional} and --store {option}")
+    return positional or option or "features.zarr"
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -64,70 +93,53 @@ def model_options(names: Sequence[str], precision: str, **per_model: dict[str, A
     return options
 
 
-class RichReporter:
-    """Progress bars (overall and per model, with elapsed time and ETA) and, if verbose, a line per result."""
-
-    def __init__(self, verbose: bool) -> None:
-        self.verbose = verbose
-        self.progress = Progress(
-            TextColumn("[bold]{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=False,
-        )
-        self.tasks: dict[str, Any] = {}
-        self.summary = None  # set by end(), also when the run ends by an exception
-
-    def start(self, n_songs: int, models: Sequence[str]) -> None:
-        self.progress.start()
-        self.tasks["songs"] = self.progress.add_task("all", total=n_songs)
-        for m in models:
-            self.tasks[m] = self.progress.add_task(m, total=n_songs)
-
-    def song_done(self, file) -> None:
-        self.progress.advance(self.tasks["songs"])
-
-    def result(self, r) -> None:
-        self.progress.advance(self.tasks[r.model])
-        if r.status == "failed":
-            self.progress.console.print(f"[red]failed[/] {r.model} {r.path}: {r.error}")
-        elif self.verbose and r.status == "done":
-            self.progress.console.print(
-                f"{r.model:<7} {r.path}  shape {r.shape} at {r.frame_rate_hz:g} Hz  "
-                f"{r.duration_s:.2f} s audio in {r.seconds:.2f} s"
-            )
-        elif self.verbose and r.status == "cached":
-            self.progress.console.print(f"{r.model:<7} {r.path}  cached (complete, same configuration and source)")
-        elif self.verbose:
-            self.progress.console.print(f"{r.model:<7} {r.path}  skipped ({r.error})")
-
-    def end(self, summary) -> None:
-        self.summary = summary
-        self.progress.stop()
+class Precision(str, Enum):
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
 
 
-def print_summary(summary, unavailable: dict[str, str]) -> None:
-    table = Table(title="fstore extract", show_lines=False)
-    for col in ("model", "done", "cached", "skipped", "failed", "seconds"):
-        table.add_column(col, justify="left" if col == "model" else "right")
-    for model, t in summary.totals.items():
-        table.add_row(model, str(t.done), str(t.cached), str(t.skipped), f"[red]{t.failed}[/]" if t.failed else "0",
-                      f"{t.seconds:.1f}")
-    for model in unavailable:
-        table.add_row(model, "-", "-", "-", "[yellow]weights unavailable[/]")
-    console.print(table)
-    console.print(f"decode + resample {summary.decode_seconds:.1f} s, wall {summary.wall_seconds:.1f} s")
-    for group, (arrays, failures) in summary.replaced.items():
-        if arrays or failures:
-            console.print(f"--overwrite: removed {arrays} arrays and {failures} recorded failures of {group}")
-    for path, reason in summary.scan_errors:
-        console.print(f"[red]unusable[/] {path}: {reason}")
-    if summary.failures:
-        console.print(f"[red]{len(summary.failures)} failed[/]:")
-        for r in summary.failures:
-            console.print(f"  {r.model:<7} {r.path}: {r.error}")
+class StorageDtype(str, Enum):
+    float32 = "float32"
+    float16 = "float16"
+
+
+def _open_for_writing(url: str, dry_run: bool):
+    """The store a run writes to, checked before any scanning (None for a dry run on a store not made yet)."""
+    from .store import FeatureStore
+
+    local = "://" not in url
+    if local and Path(url).is_file():
+        raise typer.BadParameter(f"{url} is a file, not a store folder", param_hint="--store")
+    try:
+        if dry_run:
+            return FeatureStore(url, mode="r") if not local or Path(url).exists() else None
+        if local:
+            existing = Path(url) if Path(url).exists() else Path(url).absolute().parent
+            if not os.access(existing, os.W_OK):
+                raise StoreError(f"{url}: not writable by this user ({existing} is read-only)")
+        return FeatureStore(url, mode="a")
+    except StoreError as e:
+        console.print(f"[red]{e}[/]")
+        raise typer.Exit(1)
+
+
+def _print_plan(work, found, unavailable: dict[str, str], as_json: bool) -> None:
+    """What --dry-run found: per (song, model) whether it would be computed or is cached."""
+    rows = [{"song_id": song, "model": group, "action": action}
+            for group, songs in work.songs.items() for song, action in songs]
+    if as_json:
+        print(json.dumps({"pairs": rows, "compute": work.compute, "cached": work.cached,
+                          "unusable_inputs": [{"path": p, "error": e} for p, e in found.errors],
+                          "unavailable_models": unavailable}, indent=2))
+        return
+    for row in rows:
+        out.print(f"{row['action']:<8} {row['model']:<8} {row['song_id']}", markup=False, highlight=False)
+    for path, reason in found.errors:
+        out.print(f"unusable {path}: {reason}", markup=False, highlight=False)
     for model, message in unavailable.items():
-        console.print(f"[yellow]{model} left out[/]: {message}")
-    if summary.interrupted:
-        console.print("[yellow]interrupted[/]: finished songs are complete; run the same command again to resume")
+        out.print(f"unavailable {model}: {message}", markup=False, highlight=False)
 
 
 @contextmanager
@@ -175,11 +187,11 @@ def extract(
     skip_existing: Annotated[bool, typer.Option("--skip-existing", "--skip_existing", help="The default, kept for old scripts: a (song, model) already complete with the same configuration and an unchanged source file is not recomputed.")] = True,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace each selected model's group (its arrays and recorded failures) and recompute every song; also the way to change a group's configuration.")] = False,
     as_group: Annotated[Optional[str], typer.Option("--as", help="Store the (single) selected model under this group name instead of its own, to keep two configurations side by side, e.g. --models crepe --crepe-capacity tiny --as crepe_tiny.")] = None,
-    dtype: Annotated[str, typer.Option("--dtype", help="How arrays are stored: float32, or float16 (half the size; part of the group's configuration).")] = "float32",
+    dtype: Annotated[StorageDtype, typer.Option("--dtype", help="How arrays are stored: float16 is half the size (part of the group's configuration).")] = StorageDtype.float32,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Only redo the (song, model) pairs whose failure is recorded in the store.")] = False,
     output_base: Annotated[Optional[Path], typer.Option("--output-base", "--output_base", help="Also write <output-base>/<model>/<song>.npy as songs finish.")] = None,
-    device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or auto (CUDA when available).")] = "auto",
-    precision: Annotated[str, typer.Option("--precision", help="fp32, bf16, fp16 or auto (fp32 on CPU, bf16 on CUDA) for the torch models.")] = "auto",
+    device: Annotated[str, typer.Option("--device", metavar="[auto|cpu|cuda|cuda:N]", help="Where the torch models run; auto takes CUDA when available.")] = "auto",
+    precision: Annotated[Precision, typer.Option("--precision", help="For the models that have one: auto is fp32 on CPU (exact), bf16 on CUDA.")] = Precision.auto,
     crepe_capacity: Annotated[str, typer.Option("--crepe-capacity", help="CREPE model size: tiny, small, medium, large, full.")] = "full",
     crepe_viterbi: Annotated[bool, typer.Option("--crepe-viterbi/--no-crepe-viterbi", help="Smooth CREPE's pitch with its Viterbi decoder.")] = True,
     openl3_weights: Annotated[Optional[Path], typer.Option("--openl3-weights", envvar="FSTORE_OPENL3_WEIGHTS", help="Local openl3_audio_mel256_music.h5 (else downloaded once into the cache).")] = None,
@@ -188,14 +200,17 @@ def extract(
     workers: Annotated[int, typer.Option("--workers", min=0, help="Worker processes on this machine, each with its own models (0: work in this process).")] = 0,
     dask_scheduler: Annotated[Optional[str], typer.Option("--dask-scheduler", help="Address of a Dask scheduler (tcp://host:8786): every song becomes a task on its workers, which must see --audio-dir and --store.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="A line per file and model: shape, time, rate.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and the summary.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary (or the --dry-run plan) as JSON on standard output.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say which (song, model) pairs would be computed or are cached, and which models are available; write nothing.")] = False,
 ) -> None:
     """Extract features of audio files and folders (default: audio_files/) into --store."""
     del skip_existing  # accepted for old scripts: caching is the default
     from . import pipeline
     from .discover import gather, read_file_list
-    from .devices import resolve_device, resolve_precision
+    from .devices import check_precision_supported, resolve_device, resolve_precision
     from .extractors import registry
-    from .store import FeatureStore
+    from .extractors.base import config_fields
 
     # `--models openl3 mert DIR`: names after --models arrive as positional values; an existing path wins
     paths = list(paths or [])
@@ -205,9 +220,12 @@ def extract(
     named = parse_models(models, extra)
     try:
         device = resolve_device(device)
-        precision = resolve_precision(precision, device)
+        precision = resolve_precision(precision.value, device)
+        check_precision_supported(precision, device)
     except ValueError as e:
-        raise typer.BadParameter(str(e)) from e
+        raise typer.BadParameter(str(e), param_hint="--device / --precision") from e
+    dtype = dtype.value
+    target = _open_for_writing(store, dry_run)
     inputs = paths + ([str(audio_dir)] if audio_dir is not None else [])
     if not inputs and files_from is None:
         inputs = ["audio_files"]
@@ -240,15 +258,16 @@ def extract(
             raise typer.BadParameter(f"{name}: {e}") from e
         extractors.append(ext)
 
+    with_precision = [e.name for e in extractors if "precision" in config_fields(type(e).Config)]
     console.print(
         f"{len(found.files)} audio files in {', '.join(inputs + ([files_from] if files_from else []))} "
         f"({found.skipped_non_audio} non-audio and "
         f"{found.skipped_hidden} hidden skipped); models: {', '.join(e.name for e in extractors) or 'none'}; "
-        f"device {device}, precision {precision}"
+        f"device {device}" + (f", precision {precision} ({', '.join(with_precision)})" if with_precision else "")
     )
     for note in found.notes:
         console.print(f"[cyan]note[/]: {note}")
-    if not extractors:
+    if not extractors and not dry_run:
         console.print("[red]no model can run[/]")
         raise typer.Exit(1)
 
@@ -262,13 +281,10 @@ def extract(
             raise typer.BadParameter(str(e), param_hint="--as") from e
         if "/" in as_group:
             raise typer.BadParameter("a group name has no '/'", param_hint="--as")
-    if dtype not in STORAGE_DTYPES:
-        raise typer.BadParameter(f"use one of {', '.join(STORAGE_DTYPES)}", param_hint="--dtype")
     run_options = pipeline.RunOptions(retry_failed=retry_failed, output_base=output_base, device=device,
                                       overwrite=overwrite, dtype=dtype, groups=groups)
     try:
-        target = FeatureStore(store, mode="a")
-        if not overwrite:
+        if not overwrite and target is not None:
             for ext in extractors:
                 target.check_model(run_options.group(ext), pipeline.group_attrs(ext, run_options))
         work = pipeline.plan(target, found.files, extractors, run_options)
@@ -283,8 +299,11 @@ def extract(
         + (" (--overwrite: the groups are replaced)" if overwrite else "") + ": "
         + ", ".join(f"{g} {work.compute[g]}/{work.cached[g]}" for g in work.compute)
     )
+    if dry_run:
+        _print_plan(work, found, unavailable, as_json)
+        raise typer.Exit(0 if not found.errors and not (unavailable and named) else 1)
     summary = None
-    reporter = RichReporter(verbose)
+    reporter = (RichReporter if console.is_terminal else LineReporter)(console, verbose=verbose, quiet=quiet)
     code = 0
     signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
@@ -297,7 +316,10 @@ def extract(
         code = 1
     summary = summary or reporter.summary
     summary.scan_errors.extend(found.errors)
-    print_summary(summary, unavailable)
+    if as_json:
+        print(json.dumps(summary_dict(summary, unavailable), indent=2))
+    else:
+        print_summary(console, summary, unavailable)
     if code == 0 and (not summary.ok or (unavailable and named)):
         code = 1
     raise typer.Exit(code)
@@ -305,7 +327,8 @@ def extract(
 
 @app.command("export-npy")
 def export_npy(
-    store: Annotated[str, typer.Option("--store", help="Store to read.")] = "features.zarr",
+    store_arg: StoreArgument = None,
+    store: StoreOption = None,
     output_base: Annotated[Path, typer.Option("--output-base", "--output_base", help="Folder of the classic layout.")] = Path("output/embeddings"),
     models: Annotated[Optional[list[str]], typer.Option("--models", "-m", help="Models to export (default: all in the store).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing .npy files.")] = False,
@@ -314,6 +337,7 @@ def export_npy(
     from .export import export_npy as do_export
     from .store import FeatureStore
 
+    store = _store_url(store_arg, store)
     try:
         report = do_export(FeatureStore(store, mode="r"), output_base, parse_models(models), overwrite=overwrite)
     except (StoreError, KeyError) as e:
@@ -327,7 +351,7 @@ def export_npy(
 @app.command("export-hdf5")
 def export_hdf5(
     out_file: Annotated[Path, typer.Argument(help="HDF5 file to write, e.g. features.h5.")],
-    store: Annotated[str, typer.Option("--store", help="Store to read.")] = "features.zarr",
+    store: Annotated[str, typer.Option("--store", help="The store to export.")] = "features.zarr",
     models: Annotated[Optional[list[str]], typer.Option("--models", "-m", help="Models (groups) to export (default: all in the store).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT_FILE if it exists.")] = False,
 ) -> None:
@@ -350,16 +374,24 @@ def export_hdf5(
 
 
 @app.command()
-def info(store: Annotated[str, typer.Argument(help="Store to describe.")] = "features.zarr") -> None:
-    """Models, songs, frame rates, completeness and failures of a store."""
+def info(
+    store_arg: StoreArgument = None,
+    store: StoreOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the description as JSON on standard output.")] = False,
+) -> None:
+    """Groups, songs, frame rates, completeness, size on disk and failures of a store."""
     from .read import open_store
 
+    store = _store_url(store_arg, store)
     try:
         reader = open_store(store)
     except StoreError as e:
         console.print(f"[red]{e}[/]")
         raise typer.Exit(1)
     summary = reader.info()
+    if as_json:
+        print(json.dumps({**summary, "failures": reader.failures()}, indent=2, default=str))
+        return
     table = Table(title=f"{store}", box=box.SIMPLE_HEAD, pad_edge=False)
     for col in ("group", "songs", "partial", "failed", "rate", "dims", "stored", "size"):
         table.add_column(col, no_wrap=True)
@@ -384,44 +416,69 @@ def _human_bytes(n: int) -> str:
 
 
 @app.command("models")
-def list_models() -> None:
-    """Every model: rates, output dims, where its weights come from and whether they are here."""
+def list_models(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the list as JSON on standard output.")] = False,
+) -> None:
+    """Every model: rates, output dims, licences, where its weights come from and whether they are here."""
     from .extractors import registry
 
-    table = Table(title="models")
-    for col in ("model", "input", "frame rate", "t0", "output", "weights", "available"):
-        table.add_column(col)
+    rows = []
     for name in registry.names():
         try:
             cls = registry.get(name)
             ext = cls()
-            ax, dims = ext.time_axis, ext.dims
-            shape = "(" + ", ".join("T" if d == "time" else str(ext.dim_size(d)) for d in dims) + ")"
+            ax = ext.time_axis
             info_ = cls.weights_info()
+            rows.append({
+                "model": name, "description": cls.description, "sample_rate": ax.sample_rate,
+                "frame_rate_hz": ax.frame_rate_hz, "t0_s": ax.t0_s,
+                "output": ["T" if d == "time" else ext.dim_size(d) for d in ext.dims], "dims": list(ext.dims),
+                "code_license": cls.code_license, "weights_license": cls.weights_license,
+                "weights": info_.description, "available": info_.available, "location": info_.location,
+                "how_to_provide": None if info_.available else info_.how_to_provide,
+            })
         except Exception as e:  # a broken third-party extractor must not hide the others
-            table.add_row(name, "-", "-", "-", "-", f"[red]{e}[/]", "no")
+            rows.append({"model": name, "error": f"{type(e).__name__}: {e}", "available": False})
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title="models", show_lines=True)
+    for col in ("model", "rates", "output", "licences", "weights", "here"):
+        table.add_column(col)
+    for r in rows:
+        if "error" in r:
+            table.add_row(r["model"], "-", "-", "-", f"[red]{r['error']}[/]", "no")
             continue
-        where = info_.description + (f"\n{info_.location}" if info_.location else "") + (f"\n{info_.how_to_provide}" if info_.how_to_provide and not info_.available else "")
-        table.add_row(name, f"{ax.sample_rate} Hz", f"{ax.frame_rate_hz:g} Hz", f"{ax.t0_s:.6g} s", shape, where,
-                      "[green]yes[/]" if info_.available else "[yellow]no[/]")
+        where = r["weights"] + (f"\n{r['location']}" if r["location"] else "") + (f"\n{r['how_to_provide']}" if r["how_to_provide"] else "")
+        table.add_row(r["model"], f"in {r['sample_rate']} Hz\nout {r['frame_rate_hz']:g} Hz\nt0 {r['t0_s']:.4g} s",
+                      "(" + ", ".join(map(str, r["output"])) + ")",
+                      f"code: {r['code_license']}\nweights: {r['weights_license']}", where,
+                      "[green]yes[/]" if r["available"] else "[yellow]no[/]")
     out.print(table)
 
 
 @app.command()
 def validate(
-    store: Annotated[str, typer.Argument(help="Store to check.")] = "features.zarr",
+    store_arg: StoreArgument = None,
+    store: StoreOption = None,
     fix: Annotated[bool, typer.Option("--fix", help="Remove incomplete arrays (nothing else is touched).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON on standard output.")] = False,
 ) -> None:
     """Check a store: schemas, completeness, shapes against each model's time formula, NaN/inf, fingerprints."""
     from .store import FeatureStore
     from .validate import validate_store
 
+    store = _store_url(store_arg, store)
     try:
         target = FeatureStore(store, mode="a" if fix else "r")
     except StoreError as e:
         console.print(f"[red]{e}[/]")
         raise typer.Exit(1)
     report = validate_store(target, fix=fix)
+    if as_json:
+        print(json.dumps({"ok": report.ok, "checked": report.checked, "fixed": report.fixed,
+                          "problems": [vars(p) for p in report.problems]}, indent=2))
+        raise typer.Exit(0 if report.ok else 1)
     for problem in report.problems:
         out.print(f"[red]{problem.kind}[/] {problem.where}: {problem.message}")
     for where in report.fixed:

@@ -57,3 +57,34 @@ def torch_dtype(precision: str) -> Any:
     import torch
 
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def cpu_flags() -> set[str] | None:
+    """The CPU's feature flags from /proc/cpuinfo (Linux), or None where they cannot be read."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        return None
+    return None
+
+
+def check_precision_supported(precision: str, device: str) -> None:
+    """Refuse a precision the device cannot run usefully, saying why and what to use instead.
+
+    On a CPU, fp16 has no fast kernels and a narrow range (overflow in the frontends): refused.
+    bf16 needs bf16 instructions (AVX512-BF16 or AMX) to be faster than fp32; without them it is
+    refused where the flags can be read (Linux).
+    """
+    if device != "cpu":
+        return
+    if precision == "fp16":
+        raise ValueError("--precision fp16 on a CPU: CPUs have no fast fp16 kernels and fp16's range overflows "
+                         "in the spectrogram frontends; use fp32 (exact, the default) or bf16 on a CPU with "
+                         "AVX512-BF16 or AMX")
+    flags = cpu_flags()
+    if precision == "bf16" and flags is not None and not flags & {"avx512_bf16", "amx_bf16"}:
+        raise ValueError("--precision bf16: this CPU has no bf16 instructions (neither avx512_bf16 nor amx_bf16 in "
+                         "/proc/cpuinfo), so bf16 would be slower than fp32 and less exact; use fp32")

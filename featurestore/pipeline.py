@@ -167,21 +167,27 @@ class Plan:
 
     compute: dict[str, int]
     cached: dict[str, int]
+    songs: dict[str, list[tuple[str, str]]] = field(default_factory=dict, compare=False)  # group -> (song, action)
 
 
-def plan(store: FeatureStore, files: Sequence[AudioFile], extractors: Sequence[Extractor],
+def plan(store: FeatureStore | None, files: Sequence[AudioFile], extractors: Sequence[Extractor],
          options: RunOptions = RunOptions()) -> Plan:
-    """Count the work before a run (one attribute read per (song, model); nothing is written)."""
-    failed = _recorded_failures(store, options)
-    compute = {options.group(e): 0 for e in extractors}
-    cached = dict.fromkeys(compute, 0)
+    """Count the work before a run (one attribute read per (song, model); nothing is written).
+
+    ``store=None`` stands for a store that does not exist yet: everything is to compute.
+    """
+    failed = _recorded_failures(store, options) if store is not None else frozenset()
+    groups = [options.group(e) for e in extractors]
+    result = Plan(dict.fromkeys(groups, 0), dict.fromkeys(groups, 0), {g: [] for g in groups})
     for file in files:
-        todo, hits = _todo(store, file, extractors, options, failed)
+        todo, hits = _todo(store, file, extractors, options, failed) if store is not None else (list(extractors), [])
         for ext in todo:
-            compute[options.group(ext)] += 1
+            result.compute[options.group(ext)] += 1
+            result.songs[options.group(ext)].append((file.song_id, "compute"))
         for r in hits:
-            cached[r.model] += 1
-    return Plan(compute, cached)
+            result.cached[r.model] += 1
+            result.songs[r.model].append((file.song_id, "cached"))
+    return result
 
 
 def _recorded_failures(store: FeatureStore, options: RunOptions) -> frozenset[tuple[str, str]]:
@@ -262,17 +268,21 @@ def work_on_song(store: FeatureStore, file: AudioFile, extractors: Sequence[Extr
         if on_result is not None:
             on_result(r)
 
-    todo, skipped = _todo(store, file, extractors, options, failed)
-    if todo and store.acquire(file.song_id) is not None:
-        return SongOutcome((), busy=True)
-    for r in skipped:
-        emit(r)
-    decode_seconds = 0.0
-    if todo:
-        try:
-            decode_seconds = process_song(store, file, todo, options, emit)
-        finally:
-            store.release(file.song_id)
+    todo, cached = _todo(store, file, extractors, options, failed)
+    if not todo:
+        for r in cached:
+            emit(r)
+        return SongOutcome(tuple(results))
+    try:
+        if store.acquire(file.song_id) is not None:
+            return SongOutcome((), busy=True)
+        # decided again under the lease: another run may have finished the song meanwhile
+        todo, cached = _todo(store, file, extractors, options, failed)
+        for r in cached:
+            emit(r)
+        decode_seconds = process_song(store, file, todo, options, emit) if todo else 0.0
+    finally:
+        store.release(file.song_id)  # a no-op unless this run holds the lease (also after an interrupt)
     return SongOutcome(tuple(results), decode_seconds)
 
 

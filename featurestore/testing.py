@@ -68,6 +68,11 @@ class ExtractorContract:
         return test_signal(max(1, round(seconds * ext.time_axis.sample_rate)), ext.time_axis.sample_rate)
 
     # -- description -----------------------------------------------------------------------------
+    def test_licences_are_declared(self, extractor: Extractor) -> None:
+        """Users must be able to see whether the features may be used commercially."""
+        assert extractor.code_license != "unknown" and extractor.weights_license != "unknown"
+        assert extractor.group_attrs()["weights_license"] == extractor.weights_license
+
     def test_registered_under_its_name(self, extractor: Extractor) -> None:
         assert registry.get(extractor.name) is type(extractor)
 

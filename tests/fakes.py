@@ -20,6 +20,8 @@ class FakeFrames(Extractor):
 
     name: ClassVar[str] = "fake"
     description: ClassVar[str] = "test extractor: framewise rms and mean"
+    code_license: ClassVar[str] = "MIT (tests)"
+    weights_license: ClassVar[str] = "none (no weights)"
     Config: ClassVar[type[ExtractorConfig]] = FakeConfig
     rate: ClassVar[int] = 8000
     hop: ClassVar[int] = 80

@@ -122,6 +122,10 @@ class Extractor(ABC):
     name: ClassVar[str]
     #: one line for ``fstore models``
     description: ClassVar[str]
+    #: licence of the code the port follows, and of the weights it computes with (shown by
+    #: ``fstore models`` and recorded in the store group: non-commercial weights bind the features too)
+    code_license: ClassVar[str] = "unknown"
+    weights_license: ClassVar[str] = "unknown"
     #: the dataclass of options; ``Config()`` must be the default users get
     Config: ClassVar[type[ExtractorConfig]] = ExtractorConfig
     #: bump when the numerics of the port change (goes in the fingerprint)
@@ -231,6 +235,7 @@ class Extractor(ABC):
             "coords": self.coords,
             "units": self.units,
             "weights": [{"sha256": w.sha256, "source": w.source} for w in self.weights()],
+            "weights_license": self.weights_license,
             "fingerprint": self.fingerprint,
         }
 

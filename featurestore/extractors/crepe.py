@@ -103,6 +103,8 @@ def normalized_frames(wave: np.ndarray, start: int, stop: int) -> np.ndarray:
 class Crepe(Extractor):
     name: ClassVar[str] = "crepe"
     description: ClassVar[str] = "CREPE pitch tracker (crepe 0.0.16, Keras weights): f0 in Hz and confidence, 100 Hz"
+    code_license: ClassVar[str] = "MIT (crepe)"
+    weights_license: ClassVar[str] = "MIT (crepe's model files)"
     Config: ClassVar[type[ExtractorConfig]] = CrepeConfig
     config: CrepeConfig
 

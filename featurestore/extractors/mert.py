@@ -150,6 +150,8 @@ def plan_windows(n_samples: int, window_s: float, overlap_s: float) -> list[Wind
 class Mert(Extractor):
     name: ClassVar[str] = "mert"
     description: ClassVar[str] = "MERT-v1-95M (transformers HubertModel): hidden states, 768-d, 75 fps"
+    code_license: ClassVar[str] = "Apache-2.0 (transformers' HubertModel)"
+    weights_license: ClassVar[str] = "CC BY-NC 4.0 (m-a-p/MERT-v1-95M model card): non-commercial"
     Config: ClassVar[type[ExtractorConfig]] = MertConfig
     config: MertConfig
 

@@ -79,6 +79,8 @@ def frame_signal(wave: np.ndarray) -> np.ndarray:
 class OpenL3(Extractor):
     name: ClassVar[str] = "openl3"
     description: ClassVar[str] = "OpenL3 mel256/music (openl3 0.4.2, kapre frontend): 512-d embedding, 10 Hz"
+    code_license: ClassVar[str] = "MIT (openl3)"
+    weights_license: ClassVar[str] = "CC BY 4.0 (openl3's model files)"
     Config: ClassVar[type[ExtractorConfig]] = OpenL3Config
     config: OpenL3Config
 
