@@ -20,6 +20,7 @@ from typing import Annotated, Any, Iterator, Optional, Sequence
 import typer
 from rich.console import Console
 from rich import box
+from rich.markup import escape
 from rich.table import Table
 
 from .errors import ConfigurationMismatch, FstoreError, StoreError, WeightsUnavailable
@@ -121,7 +122,7 @@ def _open_for_writing(url: str, dry_run: bool):
                 raise StoreError(f"{url}: not writable by this user ({existing} is read-only)")
         return FeatureStore(url, mode="a")
     except StoreError as e:
-        console.print(f"[red]{e}[/]")
+        console.print(f"[red]{escape(str(e))}[/]")
         raise typer.Exit(1)
 
 
@@ -149,7 +150,7 @@ def make_executor(workers: int, dask_scheduler: str | None) -> Iterator[Executor
         try:
             from distributed import Client
         except ImportError as e:
-            raise typer.BadParameter("needs the 'distributed' package: pip install 'fstore[dask]'", param_hint="--dask-scheduler") from e
+            raise typer.BadParameter("needs the 'distributed' package: pip install 'fstore-audio[dask]'", param_hint="--dask-scheduler") from e
         with Client(dask_scheduler) as client:
             yield client.get_executor()
     elif workers > 0:
@@ -289,10 +290,10 @@ def extract(
                 target.check_model(run_options.group(ext), pipeline.group_attrs(ext, run_options))
         work = pipeline.plan(target, found.files, extractors, run_options)
     except ConfigurationMismatch as e:
-        console.print(f"[red]{e}[/]")
+        console.print(f"[red]{escape(str(e))}[/]")
         raise typer.Exit(2)
     except StoreError as e:
-        console.print(f"[red]{e}[/]")
+        console.print(f"[red]{escape(str(e))}[/]")
         raise typer.Exit(1)
     console.print(
         f"{sum(work.compute.values())} (song, model) pairs to compute, {sum(work.cached.values())} cached"
@@ -341,7 +342,7 @@ def export_npy(
     try:
         report = do_export(FeatureStore(store, mode="r"), output_base, parse_models(models), overwrite=overwrite)
     except (StoreError, KeyError) as e:
-        console.print(f"[red]{e}[/]")
+        console.print(f"[red]{escape(str(e))}[/]")
         raise typer.Exit(1)
     for model, n in report.written.items():
         kept = report.kept[model]
@@ -386,7 +387,7 @@ def info(
     try:
         reader = open_store(store)
     except StoreError as e:
-        console.print(f"[red]{e}[/]")
+        console.print(f"[red]{escape(str(e))}[/]")
         raise typer.Exit(1)
     summary = reader.info()
     if as_json:
@@ -472,7 +473,7 @@ def validate(
     try:
         target = FeatureStore(store, mode="a" if fix else "r")
     except StoreError as e:
-        console.print(f"[red]{e}[/]")
+        console.print(f"[red]{escape(str(e))}[/]")
         raise typer.Exit(1)
     report = validate_store(target, fix=fix)
     if as_json:
@@ -485,6 +486,50 @@ def validate(
         out.print(f"[green]removed[/] {where}")
     out.print(f"{report.checked} arrays checked, {len(report.problems)} problems" + (f", {len(report.fixed)} removed" if fix else ""))
     raise typer.Exit(0 if report.ok else 1)
+
+
+@app.command()
+def plot(
+    song: Annotated[str, typer.Argument(help="Song id, e.g. rock/song1 (see fstore info / fs.open_store(...).songs()).")],
+    store: Annotated[str, typer.Option("--store", help="The store (or an exported .h5).")] = "features.zarr",
+    output: Annotated[Path, typer.Option("--output", "-o", help="Picture to write (PNG, SVG or PDF by its extension).")] = Path("fstore-plot.png"),
+    models: Annotated[Optional[list[str]], typer.Option("--models", "-m", help="Groups to draw, in this order (default: all the song has).")] = None,
+    start: Annotated[Optional[float], typer.Option("--start", help="First second to draw.")] = None,
+    end: Annotated[Optional[float], typer.Option("--end", help="Last second to draw.")] = None,
+) -> None:
+    """Draw one song's features, one panel per model on a shared time axis (needs the [plot] extra)."""
+    from .plot import PlotUnavailable, plot_song
+    from .read import open_store
+
+    names = [n for v in models or [] for n in re.split(r"[,\s]+", v) if n] or None
+    try:
+        fig = plot_song(open_store(store), song, names, start=start, end=end)
+    except PlotUnavailable as e:
+        console.print(f"[red]{escape(str(e))}[/]")
+        raise typer.Exit(1)
+    except (StoreError, KeyError) as e:
+        console.print(f"[red]{e.args[0] if isinstance(e, KeyError) else e}[/]")
+        raise typer.Exit(1)
+    fig.savefig(output, dpi=110)
+    out.print(f"{output}: {len(fig.axes)} panels")
+
+
+@app.command()
+def show(
+    song: Annotated[str, typer.Argument(help="Song id, e.g. rock/song1.")],
+    store: Annotated[str, typer.Option("--store", help="The store (or an exported .h5).")] = "features.zarr",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on standard output.")] = False,
+) -> None:
+    """Per model: frames, frame rate, duration, value ranges and fingerprint of one song."""
+    from .plot import describe_song, format_rows
+    from .read import open_store
+
+    try:
+        rows = describe_song(open_store(store), song)
+    except (StoreError, KeyError) as e:
+        console.print(f"[red]{e.args[0] if isinstance(e, KeyError) else e}[/]")
+        raise typer.Exit(1)
+    print(json.dumps(rows, indent=2) if as_json else format_rows(rows))
 
 
 def main() -> None:

@@ -80,6 +80,8 @@ class SlowFrames(FakeFrames):
     def feature_names(self) -> None:
         return None
 
+    plot_kind: ClassVar[str] = "activation"
+
     def _extract(self, wave: np.ndarray) -> np.ndarray:
         return super()._extract(wave)[:, 0].copy()
 

@@ -126,6 +126,9 @@ class Extractor(ABC):
     #: ``fstore models`` and recorded in the store group: non-commercial weights bind the features too)
     code_license: ClassVar[str] = "unknown"
     weights_license: ClassVar[str] = "unknown"
+    #: how ``fstore plot`` draws the features: "activation" (a curve with its peaks), "pitch" (an f0
+    #: track shaded by confidence, needs features "frequency" and "confidence") or "embedding" (a heatmap)
+    plot_kind: ClassVar[str] = "embedding"
     #: the dataclass of options; ``Config()`` must be the default users get
     Config: ClassVar[type[ExtractorConfig]] = ExtractorConfig
     #: bump when the numerics of the port change (goes in the fingerprint)
@@ -236,6 +239,7 @@ class Extractor(ABC):
             "units": self.units,
             "weights": [{"sha256": w.sha256, "source": w.source} for w in self.weights()],
             "weights_license": self.weights_license,
+            "plot_kind": self.plot_kind,
             "fingerprint": self.fingerprint,
         }
 

@@ -105,6 +105,7 @@ class Crepe(Extractor):
     description: ClassVar[str] = "CREPE pitch tracker (crepe 0.0.16, Keras weights): f0 in Hz and confidence, 100 Hz"
     code_license: ClassVar[str] = "MIT (crepe)"
     weights_license: ClassVar[str] = "MIT (crepe's model files)"
+    plot_kind: ClassVar[str] = "pitch"
     Config: ClassVar[type[ExtractorConfig]] = CrepeConfig
     config: CrepeConfig
 

@@ -72,6 +72,7 @@ class MadmomBeats(Extractor):
     description: ClassVar[str] = "madmom RNNBeatProcessor: beat activation (8 BLSTMs, averaged), 100 fps"
     code_license: ClassVar[str] = "BSD-2-Clause (madmom)"
     weights_license: ClassVar[str] = "CC BY-NC-SA 4.0 (madmom's model files): non-commercial"
+    plot_kind: ClassVar[str] = "activation"
     Config: ClassVar[type[ExtractorConfig]] = MadmomConfig
 
     @property
