@@ -23,7 +23,7 @@ import pytest
 
 from .errors import AudioTooShort
 from .extractors import registry
-from .extractors.base import Extractor
+from .extractors.base import Extractor, TimeAxis
 
 #: modules an extractor module must not import at import time
 HEAVY_MODULES = ("torch", "transformers", "onnxruntime", "madmom", "h5py")
@@ -84,11 +84,30 @@ class ExtractorContract:
         times = ax.times(5)
         np.testing.assert_allclose(times, [float(ax.t0 + i * ax.hop) for i in range(5)], rtol=0, atol=1e-12)
 
+    def test_time_axis_survives_the_store_attrs(self, extractor: Extractor) -> None:
+        ax = extractor.time_axis
+        stored = json.loads(json.dumps(ax.as_attrs()))
+        assert TimeAxis.from_attrs(stored) == ax
+        np.testing.assert_array_equal(TimeAxis.from_attrs(stored).times(7), ax.times(7))
+
+    def test_register_under_another_name(self, extractor: Extractor) -> None:
+        probe = type(type(extractor).__name__, (type(extractor),), {"name": f"{extractor.name}-contract-probe"})
+        registry.register(probe.name, probe)
+        try:
+            assert registry.get(probe.name) is probe and probe.name in registry.names()
+            assert registry.get(probe.name)(extractor.config).dims == extractor.dims
+        finally:
+            registry.unregister(probe.name)
+        assert probe.name not in registry.names()
+
     def test_dims_and_names_agree(self, extractor: Extractor) -> None:
         dims = extractor.dims
         assert "time" in dims and len(set(dims)) == len(dims)
         shape = extractor.output_shape(extractor.time_axis.sample_rate)
         assert len(shape) == len(dims)
+        for i, d in enumerate(dims):
+            if d != "time":
+                assert extractor.dim_size(d) == shape[i] >= 1
         if extractor.feature_names is not None:
             assert "feature" in dims
             assert shape[dims.index("feature")] == len(extractor.feature_names)

@@ -149,7 +149,7 @@ def test_kill_midway_then_resume(tmp_path):
     assert validate_store(after).ok
 
 
-def test_unobtainable_weights_named_is_an_error_default_is_a_warning(tmp_path, fake_models, monkeypatch):
+def test_unobtainable_weights_named_is_an_error_default_is_a_warning(tmp_path, fake_models):
     from featurestore.extractors import registry
 
     audio = tmp_path / "audio"

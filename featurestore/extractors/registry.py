@@ -53,7 +53,9 @@ def register(name: str, target: type[Extractor] | str) -> None:
 
 def unregister(name: str) -> None:
     """Remove ``name`` from the registry of this process (built-ins and plugins included)."""
-    _registered[name] = None
+    _registered.pop(name, None)
+    if name in _targets():
+        _registered[name] = None
     _classes.pop(name, None)
 
 
