@@ -24,6 +24,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .errors import ConfigurationMismatch, FstoreError, StoreError, WeightsUnavailable
+from .options import PANEL as MODEL_PANEL, model_configs, with_model_flags
 from .reporting import LineReporter, RichReporter, print_summary, summary_dict
 from .store import validate_song_id
 
@@ -77,21 +78,6 @@ def parse_models(values: Sequence[str] | None, extra: Sequence[str] = ()) -> lis
     if unknown:
         raise typer.BadParameter(f"unknown model(s): {', '.join(unknown)}; valid models: {', '.join(valid)}", param_hint="--models")
     return list(dict.fromkeys(names))
-
-
-def model_options(names: Sequence[str], precision: str, **per_model: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Options for each named model's Config: its own flags, plus ``precision`` for torch models."""
-    from .extractors import registry
-    from .extractors.base import config_fields
-
-    options: dict[str, dict[str, Any]] = {}
-    for name in names:
-        fields = config_fields(registry.get(name).Config)
-        opts = {k: v for k, v in per_model.get(name, {}).items() if k in fields and v is not None}
-        if "precision" in fields:
-            opts["precision"] = precision
-        options[name] = opts
-    return options
 
 
 class Precision(str, Enum):
@@ -179,6 +165,7 @@ def _share_cores(workers: int) -> None:
 
 # -- commands --------------------------------------------------------------------------------------
 @app.command()
+@with_model_flags
 def extract(
     paths: Annotated[Optional[list[str]], typer.Argument(help="Audio files and folders (folders are searched recursively). Default: audio_files/.", show_default=False)] = None,
     audio_dir: Annotated[Optional[Path], typer.Option("--audio-dir", "--audio_dir", help="A folder of audio files, searched recursively (the same as giving it as PATH).")] = None,
@@ -193,17 +180,15 @@ def extract(
     output_base: Annotated[Optional[Path], typer.Option("--output-base", "--output_base", help="Also write <output-base>/<model>/<song>.npy as songs finish.")] = None,
     device: Annotated[str, typer.Option("--device", metavar="[auto|cpu|cuda|cuda:N]", help="Where the torch models run; auto takes CUDA when available.")] = "auto",
     precision: Annotated[Precision, typer.Option("--precision", help="For the models that have one: auto is fp32 on CPU (exact), bf16 on CUDA.")] = Precision.auto,
-    crepe_capacity: Annotated[str, typer.Option("--crepe-capacity", help="CREPE model size: tiny, small, medium, large, full.")] = "full",
-    crepe_viterbi: Annotated[bool, typer.Option("--crepe-viterbi/--no-crepe-viterbi", help="Smooth CREPE's pitch with its Viterbi decoder.")] = True,
-    openl3_weights: Annotated[Optional[Path], typer.Option("--openl3-weights", envvar="FSTORE_OPENL3_WEIGHTS", help="Local openl3_audio_mel256_music.h5 (else downloaded once into the cache).")] = None,
-    mert_model: Annotated[Optional[Path], typer.Option("--mert-model", envvar="FSTORE_MERT_MODEL", help="Local MERT-v1-95M snapshot folder (else the Hugging Face cache/hub).")] = None,
-    mert_layers: Annotated[str, typer.Option("--mert-layers", help="MERT hidden states to store: last, all, or indices like 6,7,8.")] = "last",
+    option: Annotated[Optional[list[str]], typer.Option("--option", "-o", help="Any model's option as MODEL.FIELD=VALUE (repeatable), e.g. -o mert.window_s=10 (the fields of each model are listed in the README).", rich_help_panel=MODEL_PANEL)] = None,
     workers: Annotated[int, typer.Option("--workers", min=0, help="Worker processes on this machine, each with its own models (0: work in this process).")] = 0,
     dask_scheduler: Annotated[Optional[str], typer.Option("--dask-scheduler", help="Address of a Dask scheduler (tcp://host:8786): every song becomes a task on its workers, which must see --audio-dir and --store.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="A line per file and model: shape, time, rate.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and the summary.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary (or the --dry-run plan) as JSON on standard output.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say which (song, model) pairs would be computed or are cached, and which models are available; write nothing.")] = False,
+    *,
+    model_flags: dict[str, dict[str, Any]],
 ) -> None:
     """Extract features of audio files and folders (default: audio_files/) into --store."""
     del skip_existing  # accepted for old scripts: caching is the default
@@ -238,18 +223,15 @@ def extract(
         raise typer.BadParameter(f"cannot read {files_from}: {e}", param_hint="--files-from") from e
     found = gather(inputs, listed)
     selected = named or registry.names()
-    options = model_options(
-        selected,
-        precision,
-        crepe={"capacity": crepe_capacity, "viterbi": crepe_viterbi},
-        openl3={"weights_path": str(openl3_weights) if openl3_weights else None},
-        mert={"model_path": str(mert_model) if mert_model else None, "layers": mert_layers},
-    )
+    try:
+        configs = model_configs(selected, model_flags, option or [], {"precision": precision})
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from e
 
     extractors, unavailable = [], {}
     for name in selected:
         try:
-            ext = registry.create(name, **options[name])
+            ext = registry.get(name)(configs[name])
             ext.weights()
         except WeightsUnavailable as e:
             unavailable[name] = str(e)

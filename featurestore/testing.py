@@ -12,6 +12,7 @@ against it. Signals are generated here, so the suite needs no data files.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -99,6 +100,14 @@ class ExtractorContract:
         finally:
             registry.unregister(probe.name)
         assert probe.name not in registry.names()
+
+    def test_config_fields_declare_their_help(self, extractor: Extractor) -> None:
+        """Every option reaches the CLI (``--option MODEL.FIELD=VALUE``) with a help line and a default."""
+        config_type = type(extractor.config)
+        for f in dataclasses.fields(config_type):
+            assert f.metadata.get("help"), f"{config_type.__name__}.{f.name}: declare it with option(..., help)"
+            assert f.default is not dataclasses.MISSING, f"{config_type.__name__}.{f.name} needs a default"
+        assert config_type() == config_type(**{f.name: getattr(config_type(), f.name) for f in dataclasses.fields(config_type)})
 
     def test_dims_and_names_agree(self, extractor: Extractor) -> None:
         dims = extractor.dims

@@ -127,9 +127,8 @@ _MERT_HOW = f"point at a local snapshot folder with --mert-model PATH or {MERT_E
 
 
 def mert_local_path(model_path: str | None) -> Path | None:
-    """The local snapshot folder the user chose (the option first, then ``FSTORE_MERT_MODEL``), or None."""
-    chosen = model_path or os.environ.get(MERT_ENV) or None
-    return Path(chosen).expanduser() if chosen else None
+    """The local snapshot folder the user chose (the config's ``model_path``, which ``FSTORE_MERT_MODEL`` fills), or None."""
+    return Path(model_path).expanduser() if model_path else None
 
 
 def _mert_weights_in(folder: Path) -> Path | None:
@@ -273,9 +272,8 @@ def openl3_cache() -> Path:
 
 
 def openl3_local_path(weights_path: str | None) -> Path | None:
-    """The local file the user chose (the option first, then ``FSTORE_OPENL3_WEIGHTS``), or None."""
-    chosen = weights_path or os.environ.get(OPENL3_ENV) or None
-    return Path(chosen).expanduser() if chosen else None
+    """The local file the user chose (the config's ``weights_path``, which ``FSTORE_OPENL3_WEIGHTS`` fills), or None."""
+    return Path(weights_path).expanduser() if weights_path else None
 
 
 def openl3_weights(weights_path: str | None) -> tuple[Path, str, str]:
@@ -332,9 +330,8 @@ def crepe_package_path(capacity: str) -> Path | None:
 
 
 def crepe_local_path(weights_path: str | None) -> Path | None:
-    """The local file the user chose (the option first, then ``FSTORE_CREPE_WEIGHTS``), or None."""
-    chosen = weights_path or os.environ.get(CREPE_ENV) or None
-    return Path(chosen).expanduser() if chosen else None
+    """The local file the user chose (the config's ``weights_path``, which ``FSTORE_CREPE_WEIGHTS`` fills), or None."""
+    return Path(weights_path).expanduser() if weights_path else None
 
 
 def crepe_weights(capacity: str, weights_path: str | None = None) -> tuple[Path, str, str]:

@@ -388,3 +388,11 @@ def test_gpu_matches_cpu(precision):
     got = ext.extract(wave)
     tolerance = 1e-4 if precision == "fp32" else 0.1 * np.abs(cpu).max()
     assert got.dtype == np.float32 and np.abs(got - cpu).max() < tolerance
+
+
+def test_last_and_its_index_are_one_configuration():
+    """"last" resolves to the snapshot's layer count (2 in the tiny snapshot): same fingerprint and group config."""
+    last, index = Mert(model_path=str(tiny_snapshot()), layers="last"), Mert(model_path=str(tiny_snapshot()), layers="2")
+    assert last.fingerprint == index.fingerprint
+    assert last.group_attrs()["config"]["layers"] == [2] == index.group_attrs()["config"]["layers"]
+    assert Mert(model_path=str(tiny_snapshot()), layers="1").fingerprint != last.fingerprint

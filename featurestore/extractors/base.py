@@ -22,11 +22,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 
@@ -101,11 +102,68 @@ class WeightsInfo:
     how_to_provide: str | None = None  # the option / env var / install command when not available
 
 
+def option(default: Any, help: str, *, choices: Sequence[Any] | None = None, env: str | None = None,
+           flag: str | None = None, parse: Callable[[Any], Any] | None = None, fingerprint: bool = True) -> Any:
+    """A Config field with what the CLI and the validation need to know of it.
+
+    ``help``: one line for ``--help``; ``choices``: the allowed values (checked by the Config);
+    ``env``: an environment variable read when the field is left at None; ``flag``: the field's
+    own CLI spelling (``"--crepe-capacity"``, ``"--crepe-viterbi/--no-crepe-viterbi"``; every
+    field is settable with ``--option MODEL.FIELD=VALUE`` anyway); ``parse``: turns any accepted
+    spelling into the one canonical value; ``fingerprint=False`` for what does not change the
+    output (a local path whose file's checksum is fingerprinted instead).
+    """
+    metadata = {"help": help, "choices": tuple(choices) if choices is not None else None, "env": env,
+                "flag": flag, "parse": parse, "fingerprint": fingerprint}
+    return field(default=default, metadata=metadata)
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
 @dataclass(frozen=True)
 class ExtractorConfig:
-    """An extractor's options. Subclasses add fields; all go in the fingerprint except those
-    declared with ``field(metadata={"fingerprint": False})`` (e.g. a local weights path, whose
-    checksum is fingerprinted instead)."""
+    """An extractor's options. Subclasses add fields declared with :func:`option`.
+
+    Values are parsed and validated here, once: environment variables fill fields left at None,
+    ``parse`` makes each value canonical, ``choices`` are enforced, then :meth:`validate` checks
+    what spans several fields. Every field goes in the fingerprint unless declared with
+    ``fingerprint=False``.
+    """
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value, meta = getattr(self, f.name), f.metadata
+            if value is None and meta.get("env"):
+                value = os.environ.get(meta["env"]) or None
+            if value is not None and meta.get("parse") is not None:
+                value = meta["parse"](value)
+            choices = meta.get("choices")
+            if choices is not None and value not in choices:
+                raise ValueError(f"{f.name} {value!r}: use one of {', '.join(map(str, choices))}")
+            object.__setattr__(self, f.name, value)
+        self.validate()
+
+    def validate(self) -> None:
+        """Checks across fields; raise ValueError. Subclasses override."""
+
+    @classmethod
+    def from_text(cls, name: str, text: str) -> Any:
+        """The value of field ``name`` written as text (``--option model.name=text``), typed by its default."""
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        if name not in fields:
+            raise ValueError(f"no option {name!r}; options: {', '.join(fields)}")
+        default = fields[name].default
+        if isinstance(default, bool):
+            if text.strip().lower() not in _TRUE + _FALSE:
+                raise ValueError(f"{name} {text!r}: use true or false")
+            return text.strip().lower() in _TRUE
+        if isinstance(default, (int, float)):
+            try:
+                return type(default)(text)
+            except ValueError:
+                raise ValueError(f"{name} {text!r}: not a {type(default).__name__}") from None
+        return text
 
     def fingerprinted(self) -> dict[str, Any]:
         return {
@@ -172,7 +230,7 @@ class Extractor(ABC):
     @property
     def variant(self) -> str:
         """Short human description of the configuration, e.g. ``"full, viterbi"``."""
-        return ",".join(f"{k}={v}" for k, v in self.config.fingerprinted().items()) or "default"
+        return ",".join(f"{k}={v}" for k, v in self.resolved_config().items()) or "default"
 
     @property
     def min_samples(self) -> int:
@@ -211,13 +269,18 @@ class Extractor(ABC):
             self._weights = self._resolve_weights()
         return self._weights
 
+    def resolved_config(self) -> dict[str, Any]:
+        """The fingerprinted options with what depends on the weights resolved (e.g. MERT's "last" layer
+        as its index), so that two spellings of one configuration are one configuration."""
+        return self.config.fingerprinted()
+
     @property
     def fingerprint(self) -> str:
         """sha256 of everything that changes the output: weights checksums, options, implementation."""
         payload = {
             "model": self.name,
             "implementation": self.implementation_version,
-            "config": self.config.fingerprinted(),
+            "config": self.resolved_config(),
             "weights": [w.sha256 for w in self.weights()],
             "time": self.time_axis.as_attrs(),
             "dims": list(self.dims),
@@ -231,7 +294,7 @@ class Extractor(ABC):
             "model": self.name,
             "description": self.description,
             "variant": self.variant,
-            "config": json.loads(json.dumps(self.config.fingerprinted(), default=str)),
+            "config": json.loads(json.dumps(self.resolved_config(), default=str)),
             **self.time_axis.as_attrs(),
             "dims": list(self.dims),
             "feature_names": list(self.feature_names) if self.feature_names is not None else None,
@@ -304,6 +367,7 @@ class Extractor(ABC):
 
 
 def config_fields(config_type: type[ExtractorConfig]) -> set[str]:
+    """The option names of a Config class."""
     return {f.name for f in dataclasses.fields(config_type)}
 
 
@@ -314,4 +378,5 @@ __all__ = [
     "WeightFile",
     "WeightsInfo",
     "config_fields",
+    "option",
 ]

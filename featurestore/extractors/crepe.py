@@ -21,15 +21,15 @@ the whole song that the Viterbi decoder and the local average need (1.4 kB per f
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 
-from ..weights import CREPE_SHA256, crepe_how, crepe_local_path, crepe_package, crepe_package_path, crepe_weights
+from ..weights import CREPE_ENV, CREPE_SHA256, crepe_how, crepe_local_path, crepe_package, crepe_package_path, crepe_weights
 from ._crepe_net import CAPACITIES, FRAME, N_BINS
-from ..devices import check_model_precision
-from .base import Extractor, ExtractorConfig, TimeAxis, WeightFile, WeightsInfo
+from ..devices import MODEL_PRECISIONS
+from .base import Extractor, ExtractorConfig, TimeAxis, WeightFile, WeightsInfo, option
 
 SAMPLE_RATE = 16000
 HOP = 160
@@ -42,30 +42,17 @@ BATCH_FRAMES_FULL = 64
 
 @dataclass(frozen=True)
 class CrepeConfig(ExtractorConfig):
-    """CREPE options.
+    """CREPE options (see each field's help)."""
 
-    Attributes
-    ----------
-    capacity : str
-        Model size: "tiny", "small", "medium", "large" or "full" (crepe's default).
-    viterbi : bool
-        Smooth the pitch with crepe's Viterbi decoder (True) or take each frame's argmax.
-    precision : str
-        "fp32" (parity with crepe), "bf16" or "fp16" for the network's matrix products.
-    weights_path : str or None
-        A local Keras weights file to use instead of the installed package (its sha256 is
-        fingerprinted instead of the path).
-    """
-
-    capacity: str = "full"
-    viterbi: bool = True
-    precision: str = "fp32"
-    weights_path: str | None = field(default=None, metadata={"fingerprint": False})
-
-    def __post_init__(self) -> None:
-        if self.capacity not in CREPE_SHA256:
-            raise ValueError(f"capacity {self.capacity!r}: use one of {', '.join(CREPE_SHA256)}")
-        check_model_precision(self.precision)
+    capacity: str = option("full", "CREPE model size: tiny, small, medium, large or full (crepe's default).",
+                           choices=tuple(CREPE_SHA256), flag="--crepe-capacity")
+    viterbi: bool = option(True, "Smooth CREPE's pitch with its Viterbi decoder (else each frame's argmax).",
+                           flag="--crepe-viterbi/--no-crepe-viterbi")
+    precision: str = option("fp32", "fp32 (parity with crepe), bf16 or fp16 for the network's matrix products.",
+                            choices=MODEL_PRECISIONS)
+    weights_path: str | None = option(None, "A local Keras weights file instead of the installed package "
+                                      "(its sha256 is fingerprinted, not the path).", env=CREPE_ENV,
+                                      parse=str, fingerprint=False)
 
 
 def n_frames(n_samples: int) -> int:
@@ -140,8 +127,9 @@ class Crepe(Extractor):
 
     @classmethod
     def weights_info(cls, config: ExtractorConfig | None = None) -> WeightsInfo:
-        capacity = getattr(config, "capacity", CrepeConfig.capacity)
-        local = crepe_local_path(getattr(config, "weights_path", None))
+        config = config if isinstance(config, CrepeConfig) else CrepeConfig()
+        capacity = config.capacity
+        local = crepe_local_path(config.weights_path)
         if local is not None:
             return WeightsInfo(f"local CREPE weights file {local}", local.is_file(), str(local),
                                "a Keras weights file of crepe's layout (conv1..conv6, conv1-BN..conv6-BN, classifier)")

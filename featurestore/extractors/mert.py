@@ -36,17 +36,17 @@ does before its sliding windows) or per window (``normalize="window"``), and fin
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, ClassVar
 
 import numpy as np
 
-from ..weights import (MERT_CONFIG_FILES, MERT_REPO, MERT_REVISION, mert_cached_snapshot, mert_local_path,
+from ..weights import (MERT_CONFIG_FILES, MERT_ENV, MERT_REPO, MERT_REVISION, mert_cached_snapshot, mert_local_path,
                        mert_snapshot, sha256_file)
 from ._mert_hf import HOP, RECEPTIVE_FIELD, SAMPLE_RATE, build_model, read_do_normalize, read_snapshot_config
-from ..devices import check_model_precision, torch_dtype
-from .base import Extractor, ExtractorConfig, TimeAxis, WeightFile, WeightsInfo
+from ..devices import MODEL_PRECISIONS, torch_dtype
+from .base import Extractor, ExtractorConfig, TimeAxis, WeightFile, WeightsInfo, option
 
 #: hidden size and layer count of MERT-v1-95M, used before a snapshot is at hand
 _DEFAULT_HIDDEN = 768
@@ -56,52 +56,61 @@ _NORM_EPS = 1e-7
 _NORMALIZE = ("song", "window")
 
 
+def normalize_layers(spec: Any) -> str | tuple[int, ...]:
+    """``layers`` in its canonical form: "last", "all", or sorted distinct hidden-state indices.
+
+    Accepts "last", "all", "6,7,8", an int or a sequence of ints. Which index "last" is depends
+    on the snapshot's layer count, so it is resolved by :meth:`Mert.resolved_config`, where
+    "last" and 12 (on a 12-layer model) become the same configuration.
+    """
+    if isinstance(spec, str):
+        text = spec.strip().lower()
+        if text in ("last", "all"):
+            return text
+        parts: Any = text.split(",")
+    else:
+        parts = [spec] if isinstance(spec, int) else list(spec)
+    try:
+        indices = [int(part) for part in parts]
+    except (TypeError, ValueError):
+        raise ValueError(f"mert layers {spec!r}: use last, all, or comma-separated indices like 6,7,8") from None
+    if not indices or len(set(indices)) != len(indices) or min(indices) < 0:
+        raise ValueError(f"mert layers {spec!r}: indices must be distinct and non-negative")
+    return tuple(sorted(indices))
+
+
 @dataclass(frozen=True)
 class MertConfig(ExtractorConfig):
-    """MERT options.
+    """MERT options (see each field's help)."""
 
-    ``layers``: "last", "all", or comma-separated hidden-state indices ("6,7,8"; 0 = input of
-    the first transformer layer). ``window_s``/``overlap_s``: the long-audio windows.
-    ``normalize``: "song" (statistics of the whole song) or "window" (of each window).
-    """
+    model_path: str | None = option(None, "Local MERT-v1-95M snapshot folder (else the Hugging Face cache/hub).",
+                                    env=MERT_ENV, flag="--mert-model", parse=str, fingerprint=False)
+    layers: str | tuple[int, ...] = option(
+        "last", "Hidden states to store: last, all, or indices like 6,7,8 (0 = input of the first transformer layer).",
+        flag="--mert-layers", parse=normalize_layers)
+    precision: str = option("fp32", "fp32, bf16 or fp16 for the transformer.", choices=MODEL_PRECISIONS)
+    window_s: float = option(30.0, "Seconds of audio per model call on long songs (at least 1).", parse=float)
+    overlap_s: float = option(5.0, "Seconds of overlap between windows (at most half a window).", parse=float)
+    normalize: str = option("song", "Waveform normalisation statistics: song (whole song) or window (each window).",
+                            choices=_NORMALIZE)
 
-    model_path: str | None = field(default=None, metadata={"fingerprint": False})
-    layers: str = "last"
-    precision: str = "fp32"
-    window_s: float = 30.0
-    overlap_s: float = 5.0
-    normalize: str = "song"
-
-    def __post_init__(self) -> None:
-        check_model_precision(self.precision)
-        if self.normalize not in _NORMALIZE:
-            raise ValueError(f"normalize {self.normalize!r}: use one of {', '.join(_NORMALIZE)}")
+    def validate(self) -> None:
         if not self.window_s >= 1.0:
             raise ValueError(f"window_s {self.window_s}: must be at least 1 s")
         if not 0.0 <= self.overlap_s <= self.window_s / 2:
             raise ValueError(f"overlap_s {self.overlap_s}: must be between 0 and half the window ({self.window_s} s)")
-        parse_layers(self.layers, None)
 
 
-def parse_layers(spec: str, num_hidden_layers: int | None) -> list[int]:
-    """Hidden-state indices for ``--mert-layers``: "last", "all" or "i,j,..." (sorted, unique).
-
-    With ``num_hidden_layers`` None only the syntax is checked (and [] returned for last/all).
-    """
-    text = spec.strip().lower()
-    if text in ("last", "all"):
-        if num_hidden_layers is None:
-            return []
-        return [num_hidden_layers] if text == "last" else list(range(num_hidden_layers + 1))
-    try:
-        indices = [int(part) for part in text.split(",")]
-    except ValueError:
-        raise ValueError(f"mert layers {spec!r}: use last, all, or comma-separated indices like 6,7,8") from None
-    if len(set(indices)) != len(indices) or min(indices) < 0:
-        raise ValueError(f"mert layers {spec!r}: indices must be distinct and non-negative")
-    if num_hidden_layers is not None and max(indices) > num_hidden_layers:
-        raise ValueError(f"mert layers {spec!r}: this model has hidden states 0..{num_hidden_layers}")
-    return sorted(indices)
+def parse_layers(layers: Any, num_hidden_layers: int) -> list[int]:
+    """Hidden-state indices (ascending) that ``layers`` selects on a model with ``num_hidden_layers`` layers."""
+    canonical = normalize_layers(layers)
+    if canonical == "last":
+        return [num_hidden_layers]
+    if canonical == "all":
+        return list(range(num_hidden_layers + 1))
+    if max(canonical) > num_hidden_layers:
+        raise ValueError(f"mert layers {layers!r}: this model has hidden states 0..{num_hidden_layers}")
+    return list(canonical)
 
 
 @dataclass(frozen=True)
@@ -173,6 +182,10 @@ class Mert(Extractor):
         """Hidden-state indices stored, ascending."""
         return parse_layers(self.config.layers, self._arch[1])
 
+    def resolved_config(self) -> dict[str, Any]:
+        """The options with ``layers`` as the hidden-state indices of this snapshot ("last" = 12 on MERT-v1-95M)."""
+        return {**super().resolved_config(), "layers": list(self.layer_indices)}
+
     @property
     def time_axis(self) -> TimeAxis:
         return TimeAxis(sample_rate=SAMPLE_RATE, hop_samples=HOP, t0_samples=RECEPTIVE_FIELD // 2)
@@ -200,7 +213,7 @@ class Mert(Extractor):
     # -- weights ---------------------------------------------------------------------------------
     @classmethod
     def weights_info(cls, config: ExtractorConfig | None = None) -> WeightsInfo:
-        local = mert_local_path(getattr(config, "model_path", None))
+        local = mert_local_path((config if isinstance(config, MertConfig) else MertConfig()).model_path)
         if local is not None:
             return WeightsInfo(f"local MERT snapshot {local}", (local / "config.json").is_file(), str(local),
                                "a folder with config.json, preprocessor_config.json and the weights")
@@ -272,4 +285,4 @@ class Mert(Extractor):
         return out[0] if len(self.layer_indices) == 1 else out
 
 
-__all__ = ["Mert", "MertConfig", "Window", "n_frames", "parse_layers", "plan_windows"]
+__all__ = ["Mert", "MertConfig", "Window", "n_frames", "normalize_layers", "parse_layers", "plan_windows"]

@@ -17,14 +17,14 @@ Long files: windows are views of the padded signal and are framed, transformed a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
-from ..weights import OPENL3_URL, openl3_cache, openl3_local_path, openl3_weights
-from ..devices import check_model_precision, torch_dtype
-from .base import Extractor, ExtractorConfig, TimeAxis, WeightFile, WeightsInfo
+from ..weights import OPENL3_ENV, OPENL3_URL, openl3_cache, openl3_local_path, openl3_weights
+from ..devices import MODEL_PRECISIONS, torch_dtype
+from .base import Extractor, ExtractorConfig, TimeAxis, WeightFile, WeightsInfo, option
 
 SAMPLE_RATE = 48000
 WINDOW = 48000
@@ -36,21 +36,13 @@ WINDOW_BATCH = 16
 
 @dataclass(frozen=True)
 class OpenL3Config(ExtractorConfig):
-    """OpenL3 options.
+    """OpenL3 options (see each field's help)."""
 
-    Attributes
-    ----------
-    weights_path : str or None
-        A local weights file (Keras HDF5 layout); its sha256 is fingerprinted instead of the path.
-    precision : str
-        "fp32" (parity with openl3), "bf16" or "fp16" for the convolutions after the first.
-    """
-
-    weights_path: str | None = field(default=None, metadata={"fingerprint": False})
-    precision: str = "fp32"
-
-    def __post_init__(self) -> None:
-        check_model_precision(self.precision)
+    weights_path: str | None = option(None, "Local openl3_audio_mel256_music.h5 (else downloaded once into the cache); "
+                                      "its sha256 is fingerprinted, not the path.", env=OPENL3_ENV,
+                                      flag="--openl3-weights", parse=str, fingerprint=False)
+    precision: str = option("fp32", "fp32 (parity with openl3), bf16 or fp16 for the convolutions after the first.",
+                            choices=MODEL_PRECISIONS)
 
 
 def n_frames(n_samples: int) -> int:
@@ -102,7 +94,7 @@ class OpenL3(Extractor):
 
     @classmethod
     def weights_info(cls, config: ExtractorConfig | None = None) -> WeightsInfo:
-        local = openl3_local_path(getattr(config, "weights_path", None))
+        local = openl3_local_path((config if isinstance(config, OpenL3Config) else OpenL3Config()).weights_path)
         if local is not None:
             return WeightsInfo(f"local OpenL3 weights file {local}", local.is_file(), str(local),
                                "a Keras weights file in the openl3_audio_mel256_music.h5 layout")
