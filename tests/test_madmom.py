@@ -37,27 +37,37 @@ def test_single_frame_keeps_its_time_axis():
     assert ext.extract(np.full(441, 0.1, dtype=np.float32)).shape == (1,)
 
 
-def test_blockwise_features_equal_one_pass(monkeypatch):
-    """Blocks with context reproduce madmom's one-pass output, also at the signal's ends (FFT rounding only)."""
+@pytest.mark.parametrize("seconds", [0.01, 0.5, 2.0, 7.3])
+def test_activations_equal_rnnbeatprocessor_on_generated_signals(seconds):
+    """One FFT per frame matrix gives madmom's activations within float rounding, ends included."""
     from madmom.audio.signal import Signal
+    from madmom.features.beats import RNNBeatProcessor
 
-    import featurestore.extractors.madmom as module
     from featurestore.testing import test_signal
 
+    wave = test_signal(int(44100 * seconds) + 17, 44100)
+    reference = np.asarray(RNNBeatProcessor(num_threads=1)(Signal(wave, sample_rate=44100))).reshape(-1)
     ext = MadmomBeats()
     ext.load("cpu")
+    got = ext.extract(wave)
+    assert got.shape == reference.shape
+    assert np.abs(got - reference).max() <= 1e-5
+
+
+def test_features_do_not_depend_on_the_fft_chunking(monkeypatch):
+    """Chunks of frames only bound memory: any chunk size gives the same features (FFT rounding only)."""
+    import featurestore.extractors._madmom_features as module
+    from featurestore.testing import test_signal
+
     wave = test_signal(44100 * 7 + 123, 44100)
-    one_pass = np.asarray(ext._processor(Signal(wave, sample_rate=44100)), dtype=np.float32)
-    monkeypatch.setattr(module, "BLOCK_FRAMES", 97)  # many blocks, block edges everywhere
-    np.testing.assert_allclose(ext.extract(wave), one_pass, rtol=0, atol=1e-6)
+    one_chunk = module.beat_features(wave)
+    monkeypatch.setattr(module, "CHUNK_FRAMES", 97)  # many chunks, chunk edges everywhere
+    np.testing.assert_allclose(module.beat_features(wave), one_chunk, rtol=0, atol=1e-6)
 
 
 def test_network_sessions_release_their_memory_after_each_song():
     """onnxruntime's arena would keep each of the eight sessions' peak (2 GB after 20 minutes)."""
     ext = MadmomBeats()
     ext.load("cpu")
-    _, ensemble = ext._processor.processors
-    (parallel, _) = ensemble.processors
-    runtimes = [network._runtime for network in parallel.processors]
-    assert len(runtimes) == 8
-    assert all(r.session_options.enable_cpu_mem_arena is False for r in runtimes)
+    assert len(ext._sessions) == 8
+    assert all(s.get_session_options().enable_cpu_mem_arena is False for s in ext._sessions)

