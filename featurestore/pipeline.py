@@ -9,11 +9,12 @@ stops the run, since every later write would fail too.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from concurrent.futures import Executor, as_completed
-from typing import Any, Callable, Iterable, Protocol, Sequence
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
+from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 
 from .audio import SongAudio
 from .discover import AudioFile, source_info, source_unchanged
@@ -21,6 +22,8 @@ from .errors import AudioError, AudioTooShort, FstoreError, InvalidSongId, Store
 from .export import write_npy
 from .extractors.base import Extractor, ExtractorConfig
 from .store import FeatureStore
+
+MAX_IN_FLIGHT = 1024  # songs submitted ahead to a pool or cluster: keeps every worker busy, bounds the queue
 
 
 # -- results and reporting -----------------------------------------------------------------------
@@ -259,56 +262,118 @@ class SongOutcome:
 
 
 def work_on_song(store: FeatureStore, file: AudioFile, extractors: Sequence[Extractor], options: RunOptions,
-                 failed: frozenset[tuple[str, str]], on_result: Callable[[Result], None] | None = None) -> SongOutcome:
-    """Skip, or claim and process, one song; ``on_result`` sees each result as it lands."""
+                 failed: frozenset[tuple[str, str]], run_id: str) -> SongOutcome:
+    """Skip, or claim under ``run_id`` and process, one song."""
     results: list[Result] = []
-
-    def emit(r: Result) -> None:
-        results.append(r)
-        if on_result is not None:
-            on_result(r)
-
     todo, cached = _todo(store, file, extractors, options, failed)
     if not todo:
-        for r in cached:
-            emit(r)
-        return SongOutcome(tuple(results))
+        return SongOutcome(tuple(cached))
     try:
-        if store.acquire(file.song_id) is not None:
+        if store.acquire(file.song_id, run_id) is not None:
             return SongOutcome((), busy=True)
         # decided again under the lease: another run may have finished the song meanwhile
         todo, cached = _todo(store, file, extractors, options, failed)
-        for r in cached:
-            emit(r)
-        decode_seconds = process_song(store, file, todo, options, emit) if todo else 0.0
+        results.extend(cached)
+        decode_seconds = process_song(store, file, todo, options, results.append) if todo else 0.0
     finally:
-        store.release(file.song_id)  # a no-op unless this run holds the lease (also after an interrupt)
+        store.release(file.song_id, run_id)  # a no-op unless this run holds the lease (also after an interrupt)
     return SongOutcome(tuple(results), decode_seconds)
 
 
-# Per worker process: the store and the loaded models, built on the first song it gets.
+class SyncExecutor(Executor):
+    """Runs each task when it is submitted, in this process: the in-process run is an executor too."""
+
+    window = 1  # submit one song, report it, then the next: results stream and Ctrl-C loses one song
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as e:  # a task's error travels in its future, as in any executor
+            future.set_exception(e)
+        return future
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What every song task of one run shares (picklable): the coordinator's run id travels with it."""
+
+    url: str
+    storage_options: dict[str, Any] | None
+    run_id: str
+    specs: tuple[tuple[str, ExtractorConfig], ...]
+    options: RunOptions
+    failed: frozenset[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class _LocalTask:
+    """A song task in the coordinator's process: its open store and its loaded models."""
+
+    run: _Run
+    store: FeatureStore
+    extractors: tuple[Extractor, ...]
+
+    def __call__(self, file: AudioFile) -> SongOutcome:
+        return work_on_song(self.store, file, self.extractors, self.run.options, self.run.failed, self.run.run_id)
+
+
+@dataclass(frozen=True)
+class _RemoteTask:
+    """A song task in a worker process: the store is opened and the models loaded once per process."""
+
+    run: _Run
+
+    def __call__(self, file: AudioFile) -> SongOutcome:
+        store, extractors = _worker_state(self.run)
+        return work_on_song(store, file, extractors, self.run.options, self.run.failed, self.run.run_id)
+
+
+# Per worker process: the stores and the loaded models, built on the first song that needs them.
+# The lock makes threaded workers (Dask's default) load each model once, not once per thread.
+_worker_lock = threading.Lock()
 _worker_stores: dict[tuple[str, str], FeatureStore] = {}
 _worker_models: dict[tuple[str, str, str], Extractor] = {}
 
 
-def _work_remotely(url: str, storage_options: dict[str, Any] | None, file: AudioFile,
-                   specs: tuple[tuple[str, ExtractorConfig], ...], device: str, options: RunOptions,
-                   failed: frozenset[tuple[str, str]]) -> SongOutcome:
-    """:func:`work_on_song` in an executor's worker; models are loaded once per worker process."""
+def _worker_state(run: _Run) -> tuple[FeatureStore, tuple[Extractor, ...]]:
     from .extractors import registry
 
-    key = (url, repr(storage_options))
-    if key not in _worker_stores:
-        _worker_stores[key] = FeatureStore(url, mode="a", storage_options=storage_options)
-    extractors = []
-    for name, config in specs:
-        mkey = (name, repr(config), device)
-        if mkey not in _worker_models:
-            ext = registry.get(name)(config)
-            ext.load(device)
-            _worker_models[mkey] = ext
-        extractors.append(_worker_models[mkey])
-    return work_on_song(_worker_stores[key], file, extractors, options, failed)
+    with _worker_lock:
+        key = (run.url, repr(run.storage_options))
+        if key not in _worker_stores:
+            _worker_stores[key] = FeatureStore(run.url, mode="a", storage_options=run.storage_options)
+        extractors = []
+        for name, config in run.specs:
+            mkey = (name, repr(config), run.options.device)
+            if mkey not in _worker_models:
+                ext = registry.get(name)(config)
+                ext.load(run.options.device)
+                _worker_models[mkey] = ext
+            extractors.append(_worker_models[mkey])
+        return _worker_stores[key], tuple(extractors)
+
+
+def _outcomes(executor: Executor, task: Callable[[AudioFile], SongOutcome],
+              files: Sequence[AudioFile]) -> Iterator[tuple[AudioFile, SongOutcome]]:
+    """(file, outcome) in completion order, with at most the executor's ``window`` songs in flight."""
+    window = getattr(executor, "window", MAX_IN_FLIGHT)
+    pending: dict[Future, AudioFile] = {}
+    queue = iter(files)
+    try:
+        while True:
+            for file in queue:
+                pending[executor.submit(task, file)] = file
+                if len(pending) >= window:
+                    break
+            if not pending:
+                return
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield pending.pop(future), future.result()
+    finally:  # interrupted or failed: songs not started are not started
+        for future in pending:
+            future.cancel()
 
 
 def run(store: FeatureStore, files: Iterable[AudioFile], extractors: Sequence[Extractor],
@@ -316,74 +381,61 @@ def run(store: FeatureStore, files: Iterable[AudioFile], extractors: Sequence[Ex
         executor: Executor | None = None) -> Summary:
     """Extract every ``extractor`` for every file into ``store``.
 
-    Model groups are written here, before any song. Each song is claimed with a lease in
-    the store while it is processed, so concurrent runs on one store share the work: a
-    song another live run holds is retried once at the end, then reported as skipped
-    ("in progress in another run"); leases of dead processes are taken over.
+    Each song is one task for ``executor``: none (or :class:`SyncExecutor`) runs them here,
+    one after another, with the extractors loaded on ``options.device``; a
+    ``concurrent.futures.Executor`` (a ``ProcessPoolExecutor``, or a Dask cluster's
+    ``client.get_executor()``) runs them in workers, which load the models once per process
+    and write their songs' arrays to the store themselves (so the store URL and the audio
+    paths must be reachable from them). Every task carries this run's id, so the leases it
+    takes are this run's wherever it runs.
 
-    Without ``executor`` the songs are processed here, one after another, with the
-    extractors loaded on ``options.device``. With a ``concurrent.futures.Executor`` (a
-    ``ProcessPoolExecutor``, or a Dask cluster's ``client.get_executor()``) each song is a
-    task: workers load the models once per process and write their songs' arrays to the
-    store themselves (so the store URL and the audio paths must be reachable from them).
+    Model groups are written first. Each song is claimed with a lease in the store while it
+    is processed, so concurrent runs on one store share the work: a song another live run
+    holds is retried once at the end, then reported as skipped ("in progress in another
+    run"); leases of dead processes are taken over.
 
-    KeyboardInterrupt stops the run: finished arrays stay complete, the one being
-    computed is never marked complete; the summary says ``interrupted`` and the
-    exception propagates.
+    KeyboardInterrupt (also while models load) stops the run: finished arrays stay
+    complete, the one being computed is never marked complete; the reporter still gets the
+    summary, which says ``interrupted``, and the exception propagates.
     """
     reporter = reporter or SilentReporter()
+    executor = executor or SyncExecutor()
     files = list(files)
-    summary = Summary(totals={options.group(e): ModelTotals() for e in extractors})
-    for ext in extractors:
-        summary.replaced[options.group(ext)] = store.ensure_model(options.group(ext), group_attrs(ext, options),
-                                                                  replace=options.overwrite)
-    options = replace(options, overwrite=False)  # replaced once, here: workers must not replace again
-    failed = _recorded_failures(store, options)
+    groups = [options.group(e) for e in extractors]
+    summary = Summary(totals={g: ModelTotals() for g in groups})
 
     def report(r: Result) -> None:
         summary.add(r)
         reporter.result(r)
 
-    if executor is None:
-        for ext in extractors:
-            ext.load(options.device)
-
-        def run_pass(batch: list[AudioFile]) -> list[AudioFile]:
-            busy = []
-            for file in batch:
-                outcome = work_on_song(store, file, extractors, options, failed, on_result=report)
-                summary.decode_seconds += outcome.decode_seconds
-                if outcome.busy:
-                    busy.append(file)
-                else:
-                    reporter.song_done(file)
-            return busy
-    else:
-        specs = tuple((e.name, e.config) for e in extractors)
-
-        def run_pass(batch: list[AudioFile]) -> list[AudioFile]:
-            futures = {executor.submit(_work_remotely, store.url, store.storage_options, f, specs, options.device,
-                                       options, failed): f for f in batch}
-            busy = []
-            try:
-                for future in as_completed(futures):
-                    file, outcome = futures[future], future.result()
-                    summary.decode_seconds += outcome.decode_seconds
-                    for r in outcome.results:
-                        report(r)
-                    if outcome.busy:
-                        busy.append(file)
-                    else:
-                        reporter.song_done(file)
-            except BaseException:
-                for future in futures:
-                    future.cancel()
-                raise
-            return busy
+    def run_pass(batch: list[AudioFile]) -> list[AudioFile]:
+        busy = []
+        for file, outcome in _outcomes(executor, task, batch):
+            summary.decode_seconds += outcome.decode_seconds
+            for r in outcome.results:
+                report(r)
+            if outcome.busy:
+                busy.append(file)
+            else:
+                reporter.song_done(file)
+        return busy
 
     start = time.perf_counter()
-    reporter.start(len(files), [options.group(e) for e in extractors])
+    reporter.start(len(files), groups)
     try:
+        for ext in extractors:
+            summary.replaced[options.group(ext)] = store.ensure_model(options.group(ext), group_attrs(ext, options),
+                                                                      replace=options.overwrite)
+        shared = _Run(store.url, store.storage_options, store.run_id, tuple((e.name, e.config) for e in extractors),
+                      replace(options, overwrite=False),  # replaced once, here: workers must not replace again
+                      _recorded_failures(store, options))
+        task: Callable[[AudioFile], SongOutcome]
+        if isinstance(executor, SyncExecutor):
+            for ext in extractors:
+                ext.load(options.device)
+            task = _LocalTask(shared, store, tuple(extractors))
+        else:
+            task = _RemoteTask(shared)
         # songs another run held: try once more, then leave them to that run
         for file in run_pass(run_pass(files)):
             for ext in extractors:

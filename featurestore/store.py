@@ -351,8 +351,8 @@ class FeatureStore:
         except (ValueError, KeyError, OSError):
             return None
 
-    def acquire(self, song_id: str) -> dict[str, Any] | None:
-        """Claim a song for this run; return None on success, else the live owner's lease.
+    def acquire(self, song_id: str, run_id: str | None = None) -> dict[str, Any] | None:
+        """Claim a song for run ``run_id`` (default: this store object's); None on success, else the live owner's lease.
 
         The claim is an exclusive create (``set_if_not_exists``) of a small group node, so two
         runs cannot both hold a song. A lease whose process is gone (same host, dead pid) or
@@ -369,22 +369,23 @@ class FeatureStore:
             except ContainsGroupError:  # another worker created it just now
                 pass
         key = self._lease_key(song_id)
-        mine = {"run": self.run_id, "host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}
+        run_id = run_id or self.run_id
+        mine = {"run": run_id, "host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}
         doc = json.dumps({"zarr_format": 3, "node_type": "group", "attributes": mine}).encode()
         for _ in range(2):
             sync(self.root.store.set_if_not_exists(key, default_buffer_prototype().buffer.from_bytes(doc)))
             owner = self._read_lease(key)
-            if owner is not None and owner.get("run") == self.run_id:
+            if owner is not None and owner.get("run") == run_id:
                 return None
             if owner is None or not _lease_is_stale(owner):
                 return owner or {"run": "unknown"}
             self._drop_lease(song_id)
         return self._read_lease(key) or {"run": "unknown"}
 
-    def release(self, song_id: str) -> None:
-        """Give up this run's claim on a song (no-op if it is not ours)."""
+    def release(self, song_id: str, run_id: str | None = None) -> None:
+        """Give up run ``run_id``'s claim on a song (no-op if that run does not hold it)."""
         owner = self._read_lease(self._lease_key(song_id))
-        if owner is not None and owner.get("run") == self.run_id:
+        if owner is not None and owner.get("run") == (run_id or self.run_id):
             self._drop_lease(song_id)
 
     def _drop_lease(self, song_id: str) -> None:

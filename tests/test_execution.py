@@ -1,0 +1,118 @@
+"""One execution path: the in-process run is an executor; tasks carry the run's identity; models load once."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from typer.testing import CliRunner
+
+from featurestore import pipeline
+from featurestore.cli import app
+from featurestore.discover import discover
+from featurestore.extractors import registry
+from featurestore.store import FeatureStore
+
+from .conftest import write_wav
+from .fakes import FakeFrames
+
+
+@pytest.fixture
+def audio(tmp_path):
+    for i in range(4):
+        write_wav(tmp_path / "audio" / f"s{i}.wav", 0.3, freq=300 + 50 * i)
+    return tmp_path / "audio"
+
+
+class Events:
+    def __init__(self) -> None:
+        self.ended: pipeline.Summary | None = None
+
+    def start(self, n_songs, models): pass
+    def song_done(self, file): pass
+    def result(self, result): pass
+
+    def end(self, summary):
+        self.ended = summary
+
+
+def test_interrupt_while_models_load_still_reports(tmp_path, audio, fake_models, monkeypatch):
+    def interrupted(self, device):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(FakeFrames, "_load", interrupted)
+    events = Events()
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.run(FeatureStore(str(tmp_path / "s.zarr"), mode="a"), discover(audio).files,
+                     [registry.create("fake")], reporter=events)
+    assert events.ended is not None and events.ended.interrupted
+
+
+def test_cli_ctrl_c_while_models_load_exits_130_with_a_summary(tmp_path, audio, fake_models, monkeypatch):
+    def interrupted(self, device):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(FakeFrames, "_load", interrupted)
+    result = CliRunner().invoke(app, ["extract", str(audio), "--store", str(tmp_path / "s.zarr"), "--models", "fake"])
+    assert result.exit_code == 130, result.output
+    assert "interrupted" in result.output
+
+
+def test_tasks_lease_under_the_coordinators_run_id(tmp_path, audio, fake_models, monkeypatch):
+    store = FeatureStore(str(tmp_path / "s.zarr"), mode="a")
+    seen: list[str | None] = []
+    acquire = FeatureStore.acquire
+
+    def spy(self, song_id, run_id=None):
+        seen.append(run_id)
+        return acquire(self, song_id, run_id)
+
+    monkeypatch.setattr(FeatureStore, "acquire", spy)
+    pipeline._worker_stores.clear()
+    with ThreadPoolExecutor(2) as pool:  # a worker: opens its own store object, as a Dask worker would
+        summary = pipeline.run(store, discover(audio).files, [registry.create("fake")], executor=pool)
+    assert summary.ok and summary.totals["fake"].done == 4
+    assert seen == [store.run_id] * 4
+    worker_store = next(iter(pipeline._worker_stores.values()))
+    assert worker_store is not store and worker_store.run_id != store.run_id
+    pipeline._worker_stores.clear()
+
+
+def test_threaded_workers_load_each_model_once(tmp_path, audio, fake_models, monkeypatch):
+    loads = []
+
+    def slow_load(self, device):
+        loads.append(threading.get_ident())
+        threading.Event().wait(0.2)  # wide enough for every thread to race into the cache
+
+    monkeypatch.setattr(FakeFrames, "_load", slow_load)
+    pipeline._worker_models.clear()
+    pipeline._worker_stores.clear()
+    store = FeatureStore(str(tmp_path / "s.zarr"), mode="a")
+    with ThreadPoolExecutor(4) as pool:
+        summary = pipeline.run(store, discover(audio).files, [registry.create("fake")], executor=pool)
+    assert summary.totals["fake"].done == 4
+    assert len(loads) == 1
+    pipeline._worker_models.clear()
+    pipeline._worker_stores.clear()
+
+
+def test_in_process_results_stream_song_by_song(tmp_path, audio, fake_models):
+    """The synchronous executor reports each song before the next starts (progress, interrupts)."""
+    order: list[str] = []
+
+    class Trace(Events):
+        def result(self, result):
+            order.append(f"result {result.song_id}")
+
+    ext = registry.create("fake")
+    extract = ext.extract
+
+    def traced(wave):
+        order.append("extract")
+        return extract(wave)
+
+    ext.extract = traced
+    pipeline.run(FeatureStore(str(tmp_path / "s.zarr"), mode="a"), discover(audio).files, [ext], reporter=Trace())
+    assert order == [x for i in range(4) for x in ("extract", f"result s{i}")]
