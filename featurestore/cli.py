@@ -1,7 +1,9 @@
 """The ``fstore`` command line: extract, export-npy, info, models, validate.
 
 Exit codes: 0 everything succeeded, 1 something failed (a file, a model's weights, the
-store), 2 usage error, 130 interrupted (Ctrl-C; finished songs are kept).
+store), 2 usage error, 3 songs left to another live run on the same store (run again once
+it ends, or free its leases with ``fstore leases --release-stale`` if it died), 130
+interrupted (Ctrl-C; finished songs are kept).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import os
 import re
 import signal
 import sys
+import time
 from enum import Enum
 from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import contextmanager
@@ -305,6 +308,8 @@ def extract(
         print_summary(console, summary, unavailable)
     if code == 0 and (not summary.ok or (unavailable and named)):
         code = 1
+    if code == 0 and any(t.skipped for t in summary.totals.values()):
+        code = 3  # not all done: another run holds some songs
     raise typer.Exit(code)
 
 
@@ -396,6 +401,35 @@ def _human_bytes(n: int) -> str:
             return f"{size:.0f} B" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{size:.1f} GiB"
+
+
+@app.command()
+def leases(
+    store_arg: StoreArgument = None,
+    store: StoreOption = None,
+    release_stale: Annotated[bool, typer.Option("--release-stale", help="Free the leases of runs that stopped beating (or whose process died on this host).")] = False,
+    release: Annotated[Optional[str], typer.Option("--release", help="Free every lease of this run id (a run you know has ended).", show_default=False)] = None,
+) -> None:
+    """Which runs hold which songs of a store; free the leases of dead runs."""
+    from .leases import Leases
+
+    store = _store_url(store_arg, store)
+    try:
+        store_leases = Leases(store)
+        held = store_leases.held()
+    except StoreError as e:
+        console.print(f"[red]{e}[/]")
+        raise typer.Exit(1)
+    now = time.time()
+    for lease in held:
+        freed = (release_stale and lease["stale"]) or (release is not None and lease["run"] == release)
+        if freed:
+            store_leases.force_release(lease["song_id"])
+        state = "freed" if freed else "stale" if lease["stale"] else "live"
+        print(f"{lease['song_id']}\t{lease['run']}\t{lease.get('host')}:{lease.get('pid')}\t"
+              f"{now - float(lease.get('time', 0)):.0f} s ago\t{state}")  # tab-separated, for scripts
+    if not held:
+        out.print("no leases: no run is working on this store", markup=False, highlight=False)
 
 
 @app.command("models")

@@ -23,10 +23,8 @@ This module knows nothing of models: it stores arrays and attributes.
 from __future__ import annotations
 
 import datetime as _dt
-import json
-import os
+import hashlib
 import re
-import socket
 import time
 import unicodedata
 import uuid
@@ -35,6 +33,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 
 from .errors import ConfigurationMismatch, InvalidSongId, StoreError
+from .leases import LEASES, Leases
 
 #: 2 added: the group's ``dtype`` (float32 or float16 storage) and ``group`` name (``--as``); schema-1
 #: stores are read as they are and upgraded in place (attributes only) the first time a run writes to them
@@ -43,9 +42,6 @@ READABLE_SCHEMAS = (1, 2)
 #: how arrays may be stored; float16 halves the size (part of the group's configuration)
 STORAGE_DTYPES = ("float32", "float16")
 FAILURES = "_failures"
-LEASES = "_leases"
-#: a lease older than this is stale even if its owner looks alive (a wedged or remote run)
-LEASE_TTL_S = 6 * 3600
 #: target bytes per chunk along time: one chunk for a typical song; for long ones, measured on a 20-min MERT
 #: array: 4 MiB (18 s of MERT) reads whole songs and 10-s slices as fast as any size from 0.5 to 16 MiB
 CHUNK_BYTES = 4 << 20
@@ -137,6 +133,7 @@ class FeatureStore:
         except Exception as e:  # zarr raises a variety of errors for non-stores
             raise StoreError(f"{self.url}: cannot open as a Zarr store ({e})") from e
         self.run_id = uuid.uuid4().hex
+        self._leases: Leases | None = None
         attrs = self.root.attrs.asdict()
         if "schema_version" not in attrs:
             if mode == "r":
@@ -312,7 +309,7 @@ class FeatureStore:
         try:
             sid = validate_song_id(song_id)
         except InvalidSongId:
-            sid = f"_invalid/{abs(hash(song_id))}"
+            sid = f"_invalid/{hashlib.sha1(song_id.encode()).hexdigest()}"  # the same node in every process
         try:
             self.root.require_group(f"{FAILURES}/{model}/{sid}").attrs.update(attrs)
         except OSError as e:
@@ -338,71 +335,17 @@ class FeatureStore:
         return sorted(out, key=lambda a: (a["model"], a["song_id"]))
 
     # -- leases: which run works on which song ---------------------------------------------------
-    def _lease_key(self, song_id: str) -> str:
-        return f"{LEASES}/{validate_song_id(song_id)}/zarr.json"
-
-    def _read_lease(self, key: str) -> dict[str, Any] | None:
-        from zarr.core.buffer import default_buffer_prototype
-        from zarr.core.sync import sync
-
-        try:
-            buf = sync(self.root.store.get(key, prototype=default_buffer_prototype()))
-            return None if buf is None else json.loads(buf.to_bytes())["attributes"]
-        except (ValueError, KeyError, OSError):
-            return None
+    @property
+    def leases(self) -> Leases:
+        """This store's song leases (built on first use: a read-only store never needs them)."""
+        if self._leases is None:
+            self._leases = Leases(self.url, self.storage_options)
+        return self._leases
 
     def acquire(self, song_id: str, run_id: str | None = None) -> dict[str, Any] | None:
-        """Claim a song for run ``run_id`` (default: this store object's); None on success, else the live owner's lease.
-
-        The claim is an exclusive create (``set_if_not_exists``) of a small group node, so two
-        runs cannot both hold a song. A lease whose process is gone (same host, dead pid) or
-        older than :data:`LEASE_TTL_S` is stale: it is removed and the claim retried once.
-        """
-        from zarr.core.buffer import default_buffer_prototype
-        from zarr.core.sync import sync
-
-        if LEASES not in self.root:
-            from zarr.errors import ContainsGroupError
-
-            try:
-                self.root.require_group(LEASES)
-            except ContainsGroupError:  # another worker created it just now
-                pass
-        key = self._lease_key(song_id)
-        run_id = run_id or self.run_id
-        mine = {"run": run_id, "host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}
-        doc = json.dumps({"zarr_format": 3, "node_type": "group", "attributes": mine}).encode()
-        for _ in range(2):
-            sync(self.root.store.set_if_not_exists(key, default_buffer_prototype().buffer.from_bytes(doc)))
-            owner = self._read_lease(key)
-            if owner is not None and owner.get("run") == run_id:
-                return None
-            if owner is None or not _lease_is_stale(owner):
-                return owner or {"run": "unknown"}
-            self._drop_lease(song_id)
-        return self._read_lease(key) or {"run": "unknown"}
+        """Claim a song for run ``run_id`` (default: this store object's); None on success, else the live owner's lease."""
+        return self.leases.acquire(validate_song_id(song_id), run_id or self.run_id)
 
     def release(self, song_id: str, run_id: str | None = None) -> None:
         """Give up run ``run_id``'s claim on a song (no-op if that run does not hold it)."""
-        owner = self._read_lease(self._lease_key(song_id))
-        if owner is not None and owner.get("run") == (run_id or self.run_id):
-            self._drop_lease(song_id)
-
-    def _drop_lease(self, song_id: str) -> None:
-        from zarr.core.sync import sync
-
-        sync(self.root.store.delete_dir(f"{LEASES}/{validate_song_id(song_id)}"))
-
-
-def _lease_is_stale(lease: Mapping[str, Any]) -> bool:
-    if time.time() - float(lease.get("time", 0)) > LEASE_TTL_S:
-        return True
-    if lease.get("host") != socket.gethostname():
-        return False
-    try:
-        os.kill(int(lease.get("pid", -1)), 0)
-    except ProcessLookupError:
-        return True
-    except (PermissionError, ValueError, OverflowError):
-        return False
-    return False
+        self.leases.release(validate_song_id(song_id), run_id or self.run_id)

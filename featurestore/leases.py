@@ -1,0 +1,251 @@
+"""Song leases: which run works on which song, so concurrent runs on one store share the work.
+
+A lease is the small file ``_leases/<song_id>/zarr.json`` (a Zarr group node whose
+attributes say run, host, pid, time, beat). It is claimed by an exclusive create, which
+only one run can win: ``O_CREAT|O_EXCL`` on local disk, a conditional put
+(``If-None-Match: *``) on S3. Backends with neither refuse leases (one run per store).
+
+A process renews the leases it holds every ``beat`` seconds (:data:`BEAT_ENV`, default
+30 s); a lease not renewed for :data:`MISSED_BEATS` beats, or whose process is gone (same
+host), is stale. Taking a stale lease over first creates, exclusively, the marker
+``_leases/__takeover/<song_id>/<dead run>-<dead time>``: of several runs that see the same
+dead lease, one wins the marker and replaces the lease; the others leave the song.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from .errors import StoreError
+
+LEASES = "_leases"
+TAKEOVERS = f"{LEASES}/__takeover"  # "__" never starts a song id
+BEAT_ENV = "FSTORE_LEASE_BEAT_S"
+DEFAULT_BEAT_S = 30.0
+MISSED_BEATS = 3
+
+
+def beat_seconds() -> float:
+    """The heartbeat interval of this process (seconds), from :data:`BEAT_ENV`."""
+    try:
+        return float(os.environ.get(BEAT_ENV, DEFAULT_BEAT_S))
+    except ValueError:
+        return DEFAULT_BEAT_S
+
+
+def is_stale(lease: Mapping[str, Any], now: float | None = None) -> bool:
+    """Whether a lease's run is gone: no beat for :data:`MISSED_BEATS` beats, or a dead pid on this host."""
+    now = time.time() if now is None else now
+    beat = float(lease.get("beat", DEFAULT_BEAT_S))
+    if now - float(lease.get("time", 0)) > MISSED_BEATS * beat:
+        return True
+    if lease.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(int(lease.get("pid", -1)), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, ValueError, OverflowError):
+        return False
+    return False
+
+
+class Leases:
+    """The leases of one store (local path or fsspec URL)."""
+
+    def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None) -> None:
+        import fsspec
+
+        self.url = url
+        self.fs, self.root = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
+        protocols = {self.fs.protocol} if isinstance(self.fs.protocol, str) else set(self.fs.protocol)
+        self.local = "file" in protocols or "local" in protocols
+        if not self.local and not protocols & {"s3", "s3a", "memory"}:
+            raise StoreError(f"{url}: this storage ({'/'.join(sorted(protocols))}) has no exclusive create, so runs "
+                             "cannot share it safely; run one extraction at a time on a local or S3 store")
+
+    def _path(self, key: str) -> str:
+        return f"{self.root.rstrip('/')}/{key}"
+
+    def _lease_key(self, song_id: str) -> str:
+        return f"{LEASES}/{song_id}/zarr.json"
+
+    # -- primitive operations --------------------------------------------------------------------
+    def _create(self, key: str, data: bytes) -> bool:
+        """Write ``key`` only if it does not exist; True if this call created it."""
+        path = self._path(key)
+        try:
+            if self.local:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+            else:
+                self.fs.pipe_file(path, data, mode="create")
+        except FileExistsError:
+            return False
+        except PermissionError as e:
+            raise StoreError(f"{self.url}: cannot take a lease, the store is read-only ({e})") from e
+        except OSError as e:
+            if "PreconditionFailed" in str(e) or "412" in str(e):  # S3's answer to If-None-Match: *
+                return False
+            raise StoreError(f"{self.url}: cannot take a lease ({e})") from e
+        return True
+
+    def _read(self, key: str) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.fs.cat_file(self._path(key)))["attributes"]
+        except (FileNotFoundError, ValueError, KeyError):
+            return None
+
+    def _write(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        if self.local:  # readers see the old lease or the new one, never half of one
+            tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        else:
+            self.fs.pipe_file(path, data)
+
+    def _delete(self, key: str) -> None:
+        try:
+            self.fs.rm_file(self._path(key))
+        except FileNotFoundError:
+            pass
+        if self.local:
+            try:
+                os.rmdir(os.path.dirname(self._path(key)))
+            except OSError:  # not empty, or gone
+                pass
+
+    # -- leases ----------------------------------------------------------------------------------
+    @staticmethod
+    def _doc(run_id: str) -> bytes:
+        lease = {"run": run_id, "host": socket.gethostname(), "pid": os.getpid(), "time": time.time(),
+                 "beat": beat_seconds()}
+        return json.dumps({"zarr_format": 3, "node_type": "group", "attributes": lease}).encode()
+
+    def owner(self, song_id: str) -> dict[str, Any] | None:
+        return self._read(self._lease_key(song_id))
+
+    def acquire(self, song_id: str, run_id: str) -> dict[str, Any] | None:
+        """Claim a song for ``run_id``; None on success (the heartbeat keeps it), else the live owner's lease."""
+        key = self._lease_key(song_id)
+        for _ in range(2):
+            if self._create(key, self._doc(run_id)):
+                _heartbeat.hold(self, song_id, run_id)
+                return None
+            owner = self._read(key)
+            if owner is None:  # released between our create and read: claim again
+                continue
+            if owner.get("run") == run_id:
+                return None
+            if not is_stale(owner):
+                return owner
+            marker = f"{TAKEOVERS}/{song_id}/{owner.get('run')}-{owner.get('time')}"
+            if not self._create(marker, self._doc(run_id)):
+                return owner  # another run is taking this dead lease over
+            if self._read(key) == owner:
+                self._delete(key)
+        return self._read(key) or {"run": "unknown"}
+
+    def release(self, song_id: str, run_id: str) -> None:
+        """Give up ``run_id``'s claim on a song (no-op if that run does not hold it)."""
+        _heartbeat.drop(self, song_id, run_id)
+        owner = self.owner(song_id)
+        if owner is not None and owner.get("run") == run_id:
+            self._delete(self._lease_key(song_id))
+        self._clear_takeovers(song_id)
+
+    def _clear_takeovers(self, song_id: str) -> None:
+        path = self._path(f"{TAKEOVERS}/{song_id}")
+        try:
+            for p in self.fs.ls(path, detail=False):
+                self.fs.rm_file(p)
+        except FileNotFoundError:
+            return
+        if self.local:
+            try:
+                os.rmdir(path)
+            except OSError:
+                pass
+
+    def renew(self, song_id: str, run_id: str) -> bool:
+        """Refresh ``run_id``'s lease time; False if the lease is no longer that run's."""
+        key = self._lease_key(song_id)
+        owner = self._read(key)
+        if owner is None or owner.get("run") != run_id:
+            return False
+        self._write(key, self._doc(run_id))
+        return True
+
+    def held(self) -> list[dict[str, Any]]:
+        """Every lease in the store: its song_id, run, host, pid, time, beat, and whether it is stale."""
+        base = self._path(LEASES)
+        try:
+            paths = self.fs.find(base)
+        except FileNotFoundError:
+            return []
+        out = []
+        for p in paths:
+            rel = p[len(base.lstrip("/")) if not p.startswith("/") else len(base):].strip("/")
+            if not rel.endswith("/zarr.json") or rel.startswith("__takeover/"):
+                continue
+            song_id = rel[: -len("/zarr.json")]
+            lease = self.owner(song_id)
+            if lease is not None:
+                out.append({"song_id": song_id, **lease, "stale": is_stale(lease)})
+        return sorted(out, key=lambda d: d["song_id"])
+
+    def force_release(self, song_id: str) -> None:
+        """Remove a song's lease whoever holds it (``fstore leases --release``)."""
+        self._delete(self._lease_key(song_id))
+        self._clear_takeovers(song_id)
+
+
+@dataclass
+class _Heartbeat:
+    """One thread per process renewing the leases this process holds, each once per beat."""
+
+    held: dict[tuple[int, str, str], tuple[Leases, float]] = field(default_factory=dict)  # -> (leases, last beat)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    wake: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+    def hold(self, leases: Leases, song_id: str, run_id: str) -> None:
+        with self.lock:
+            self.held[(id(leases), song_id, run_id)] = (leases, time.time())
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._beat, name="fstore-lease-heartbeat", daemon=True)
+                self.thread.start()
+        self.wake.set()  # the interval may have changed since the thread went to sleep
+
+    def drop(self, leases: Leases, song_id: str, run_id: str) -> None:
+        with self.lock:
+            self.held.pop((id(leases), song_id, run_id), None)
+
+    def _beat(self) -> None:
+        while True:
+            self.wake.wait(beat_seconds())
+            self.wake.clear()
+            beat, now = beat_seconds(), time.time()
+            with self.lock:
+                due = [(k, v[0]) for k, v in self.held.items() if now - v[1] >= 0.9 * beat]
+            for key, leases in due:
+                try:
+                    leases.renew(key[1], key[2])
+                except (OSError, StoreError):  # a missed beat; the next one may get through
+                    continue
+                with self.lock:
+                    if key in self.held:
+                        self.held[key] = (leases, now)
+
+
+_heartbeat = _Heartbeat()
