@@ -43,6 +43,18 @@ def test_write_sets_complete_last_and_dimension_names(tmp_path):
     assert schema_errors("root", store.root.attrs.asdict()) == []
 
 
+def test_schema_2_attributes_are_checked():
+    array = {**_attrs(), "dims": ["time"], "written": "2026-01-01T00:00:00+00:00", "complete": True}
+    group = {**_attrs(), "dims": ["time"], "description": "d", "variant": "v", "config": {}, "units": "u", "weights": []}
+    assert schema_errors("group", {**group, "group": "m_tiny", "dtype": "float16"}) == []
+    assert len(schema_errors("group", {**group, "group": "a/b", "dtype": "float64"})) == 2
+    assert schema_errors("array", {**array, "dtype": "float16"}) == []
+    assert len(schema_errors("array", {**array, "dtype": "int8"})) == 1
+    root = {"fstore_version": "0", "created": "2026-01-01T00:00:00+00:00"}
+    assert schema_errors("root", {**root, "schema_version": 2, "upgraded_from": 1}) == []
+    assert len(schema_errors("root", {**root, "schema_version": 3})) == 1
+
+
 def test_incomplete_array_is_invisible_and_fixable(tmp_path):
     store = FeatureStore(str(tmp_path / "s.zarr"), mode="a")
     store.ensure_model("m", {"fingerprint": "0" * 64})

@@ -22,6 +22,7 @@ from featurestore.discover import discover
 from featurestore.extractors import registry
 from featurestore.extractors.base import TimeAxis
 from featurestore.store import SCHEMA_VERSION, FeatureStore
+from featurestore.validate import schema_errors
 
 from .conftest import write_wav
 
@@ -253,4 +254,5 @@ def test_a_store_of_the_previous_schema_is_read_and_upgraded(tmp_path, fake_mode
     assert summary.totals["fake"].cached == 2 and summary.totals["fake"].done == 0
     attrs = json.loads((old / "zarr.json").read_text())["attributes"]
     assert attrs["schema_version"] == SCHEMA_VERSION and attrs["upgraded_from"] == 1
+    assert schema_errors("root", attrs) == []
     assert fs.open_store(str(old)).load("b", "slow").shape == (5,)
