@@ -46,12 +46,6 @@ def exact_fp32_on_cuda() -> None:
     torch.backends.cuda.matmul.allow_tf32 = False
 
 
-def check_model_precision(precision: str) -> None:
-    """Raise ValueError unless ``precision`` is one a torch extractor takes."""
-    if precision not in MODEL_PRECISIONS:
-        raise ValueError(f"precision {precision!r}: use one of {', '.join(MODEL_PRECISIONS)}")
-
-
 def torch_dtype(precision: str) -> Any:
     """The torch dtype of a model precision: float32, bfloat16 or float16."""
     import torch

@@ -240,8 +240,10 @@ class FeatureStore:
             node = self.root[path]
         except KeyError:
             return None
-        except Exception:  # truncated metadata from an interrupted write
+        except (ValueError, TypeError):  # truncated or invalid metadata from an interrupted write
             return None
+        except OSError as e:  # permissions, network: not "absent", or caching would recompute everything
+            raise StoreError(f"{self.url}/{path}: cannot read ({e})") from e
         if not isinstance(node, zarr.Array):
             return None
         if complete_only and node.attrs.get("complete") is not True:

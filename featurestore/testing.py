@@ -24,7 +24,7 @@ import pytest
 
 from .errors import AudioTooShort
 from .extractors import registry
-from .extractors.base import Extractor, TimeAxis
+from .extractors.base import Extractor, TimeAxis, TorchExtractor
 
 #: modules an extractor module must not import at import time
 HEAVY_MODULES = ("torch", "transformers", "onnxruntime", "madmom", "h5py")
@@ -108,6 +108,12 @@ class ExtractorContract:
             assert f.metadata.get("help"), f"{config_type.__name__}.{f.name}: declare it with option(..., help)"
             assert f.default is not dataclasses.MISSING, f"{config_type.__name__}.{f.name} needs a default"
         assert config_type() == config_type(**{f.name: getattr(config_type(), f.name) for f in dataclasses.fields(config_type)})
+
+    def test_torch_model_refuses_an_unknown_precision(self, extractor: Extractor) -> None:
+        if not isinstance(extractor, TorchExtractor):
+            return
+        with pytest.raises(ValueError, match="precision"):
+            self.make_extractor(precision="fp64")
 
     def test_dims_and_names_agree(self, extractor: Extractor) -> None:
         dims = extractor.dims

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import FstoreError
 from .store import FAILURES, FeatureStore
 
 SCHEMAS = ("root", "time", "group", "array", "failure")
@@ -62,7 +63,7 @@ def _extractor_for(model_attrs: dict[str, Any]):
 
     try:
         return registry.get(model_attrs["model"])(**(model_attrs.get("config") or {}))
-    except Exception:
+    except (KeyError, ImportError, TypeError, ValueError):  # not installed here, or options it no longer takes
         return None
 
 
@@ -70,7 +71,7 @@ def _current_fingerprint(ext) -> str | None:
     """The fingerprint today's code and weights give for the group's config (None: weights not here)."""
     try:
         return ext.fingerprint if type(ext).weights_info(ext.config).available else None
-    except Exception:
+    except FstoreError:  # weights missing or not the published ones; other errors (disk, network) surface
         return None
 
 

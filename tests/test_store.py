@@ -111,3 +111,39 @@ def test_store_over_fsspec_memory_url():
     store = FeatureStore("memory://fstore-test.zarr", mode="a")
     store.write("m", "s", np.ones(5, np.float32), ("time",), _attrs())
     assert FeatureStore("memory://fstore-test.zarr").songs("m") == ["s"]
+
+
+def test_an_unreadable_array_is_an_error_not_absent(tmp_path, monkeypatch):
+    """Permission or network errors must surface: read as "absent", caching would recompute everything."""
+    store = FeatureStore(str(tmp_path / "s.zarr"), mode="a")
+
+    class Denied:
+        def __getitem__(self, key):
+            raise PermissionError(13, "Permission denied", key)
+
+    monkeypatch.setattr(store, "root", Denied())
+    with pytest.raises(StoreError, match="Permission denied"):
+        store.array("fake", "a")
+
+
+def test_validate_surfaces_a_failing_weights_read(monkeypatch):
+    """Only "weights not here / not the published ones" skips the fingerprint check; a disk error is reported."""
+    from featurestore import validate
+    from featurestore.errors import WeightsUnavailable
+
+    class Ext:
+        config = None
+
+        @classmethod
+        def weights_info(cls, config):
+            raise WeightsUnavailable("x", "gone")
+
+    assert validate._current_fingerprint(Ext()) is None
+
+    class Broken(Ext):
+        @classmethod
+        def weights_info(cls, config):
+            raise OSError(5, "Input/output error")
+
+    with pytest.raises(OSError):
+        validate._current_fingerprint(Broken())

@@ -312,10 +312,6 @@ class Extractor(ABC):
         if self._loaded_device == device:
             return
         self.weights()
-        if device.startswith("cuda") and getattr(self.config, "precision", None) == "fp32":
-            from ..devices import exact_fp32_on_cuda
-
-            exact_fp32_on_cuda()
         self._load(device)
         self._loaded_device = device
 
@@ -366,6 +362,40 @@ class Extractor(ABC):
         return [self.extract(w) for w in waves]
 
 
+class TorchExtractor(Extractor):
+    """A model computed with torch: its Config has a ``precision`` field ("fp32", "bf16", "fp16").
+
+    Owns what every torch model shares: the precision check, the torch dtype it means, and
+    making fp32 exact on CUDA (no TF32) before the model is built.
+    """
+
+    def __init__(self, config: ExtractorConfig | None = None, **options: Any) -> None:
+        from ..devices import MODEL_PRECISIONS
+
+        super().__init__(config, **options)
+        precision = getattr(self.config, "precision", None)
+        if precision not in MODEL_PRECISIONS:
+            raise ValueError(f"{self.name}: precision {precision!r}: use one of {', '.join(MODEL_PRECISIONS)}")
+
+    @property
+    def precision(self) -> str:
+        return self.config.precision  # type: ignore[attr-defined]
+
+    @property
+    def torch_dtype(self) -> Any:
+        """torch.float32, torch.bfloat16 or torch.float16 (imports torch)."""
+        from ..devices import torch_dtype
+
+        return torch_dtype(self.precision)
+
+    def load(self, device: str = "cpu") -> None:
+        if device.startswith("cuda") and self.precision == "fp32" and self._loaded_device != device:
+            from ..devices import exact_fp32_on_cuda
+
+            exact_fp32_on_cuda()
+        super().load(device)
+
+
 def config_fields(config_type: type[ExtractorConfig]) -> set[str]:
     """The option names of a Config class."""
     return {f.name for f in dataclasses.fields(config_type)}
@@ -373,6 +403,7 @@ def config_fields(config_type: type[ExtractorConfig]) -> set[str]:
 
 __all__ = [
     "Extractor",
+    "TorchExtractor",
     "ExtractorConfig",
     "TimeAxis",
     "WeightFile",

@@ -29,7 +29,7 @@ import numpy as np
 from ..weights import CREPE_ENV, CREPE_SHA256, crepe_how, crepe_local_path, crepe_package, crepe_package_path, crepe_weights
 from ._crepe_net import CAPACITIES, FRAME, N_BINS
 from ..devices import MODEL_PRECISIONS
-from .base import Extractor, ExtractorConfig, TimeAxis, WeightFile, WeightsInfo, option
+from .base import ExtractorConfig, TorchExtractor, TimeAxis, WeightFile, WeightsInfo, option
 
 SAMPLE_RATE = 16000
 HOP = 160
@@ -87,7 +87,7 @@ def normalized_frames(wave: np.ndarray, start: int, stop: int) -> np.ndarray:
     return frames
 
 
-class Crepe(Extractor):
+class Crepe(TorchExtractor):
     name: ClassVar[str] = "crepe"
     description: ClassVar[str] = "CREPE pitch tracker (crepe 0.0.16, Keras weights): f0 in Hz and confidence, 100 Hz"
     code_license: ClassVar[str] = "MIT (crepe)"

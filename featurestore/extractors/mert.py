@@ -46,7 +46,7 @@ from ..weights import (MERT_CONFIG_FILES, MERT_ENV, MERT_REPO, MERT_REVISION, me
                        mert_snapshot, sha256_file)
 from ._mert_hf import HOP, RECEPTIVE_FIELD, SAMPLE_RATE, build_model, read_do_normalize, read_snapshot_config
 from ..devices import MODEL_PRECISIONS, torch_dtype
-from .base import Extractor, ExtractorConfig, TimeAxis, WeightFile, WeightsInfo, option
+from .base import ExtractorConfig, TorchExtractor, TimeAxis, WeightFile, WeightsInfo, option
 
 #: hidden size and layer count of MERT-v1-95M, used before a snapshot is at hand
 _DEFAULT_HIDDEN = 768
@@ -156,7 +156,7 @@ def plan_windows(n_samples: int, window_s: float, overlap_s: float) -> list[Wind
     return [Window(HOP * f, stop, cuts[i], cuts[i + 1]) for i, (f, stop) in enumerate(zip(firsts, stops))]
 
 
-class Mert(Extractor):
+class Mert(TorchExtractor):
     name: ClassVar[str] = "mert"
     description: ClassVar[str] = "MERT-v1-95M (transformers HubertModel): hidden states, 768-d, 75 fps"
     code_license: ClassVar[str] = "Apache-2.0 (transformers' HubertModel)"

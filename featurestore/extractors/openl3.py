@@ -24,7 +24,7 @@ import numpy as np
 
 from ..weights import OPENL3_ENV, OPENL3_URL, openl3_cache, openl3_local_path, openl3_weights
 from ..devices import MODEL_PRECISIONS, torch_dtype
-from .base import Extractor, ExtractorConfig, TimeAxis, WeightFile, WeightsInfo, option
+from .base import ExtractorConfig, TorchExtractor, TimeAxis, WeightFile, WeightsInfo, option
 
 SAMPLE_RATE = 48000
 WINDOW = 48000
@@ -68,7 +68,7 @@ def frame_signal(wave: np.ndarray) -> np.ndarray:
     return np.lib.stride_tricks.sliding_window_view(padded, WINDOW)[::HOP]
 
 
-class OpenL3(Extractor):
+class OpenL3(TorchExtractor):
     name: ClassVar[str] = "openl3"
     description: ClassVar[str] = "OpenL3 mel256/music (openl3 0.4.2, kapre frontend): 512-d embedding, 10 Hz"
     code_license: ClassVar[str] = "MIT (openl3)"
