@@ -18,7 +18,7 @@ from enum import Enum
 from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Iterator, Optional, Sequence
+from typing import Annotated, Any, Iterator, NoReturn, Optional, Sequence
 
 import typer
 from rich.console import Console
@@ -69,18 +69,31 @@ def _store_url(positional: str | None, option: str | None) -> str:
 
 
 # -- helpers ---------------------------------------------------------------------------------------
+def fail(error: Exception, code: int = 1) -> NoReturn:
+    """Print an error in red (its text escaped: paths may hold rich markup) and exit with ``code``."""
+    message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+    console.print(f"[red]{escape(str(message))}[/]")
+    raise typer.Exit(code)
+
+
+def split_names(values: Sequence[str] | None) -> list[str] | None:
+    """Names from repeated, comma- or space-separated option values (``--models a,b c``); None if none."""
+    names = [n for v in values or [] for n in re.split(r"[,\s]+", v) if n]
+    return list(dict.fromkeys(names)) or None
+
+
 def parse_models(values: Sequence[str] | None, extra: Sequence[str] = ()) -> list[str] | None:
     """Model names from repeated, comma- or space-separated ``--models`` values; None means all."""
     from .extractors import registry
 
-    names = [n for v in list(values or []) + list(extra) for n in re.split(r"[,\s]+", v) if n]
+    names = split_names(list(values or []) + list(extra))
     if not names:
         return None
     valid = registry.names()
     unknown = [n for n in names if n not in valid]
     if unknown:
         raise typer.BadParameter(f"unknown model(s): {', '.join(unknown)}; valid models: {', '.join(valid)}", param_hint="--models")
-    return list(dict.fromkeys(names))
+    return names
 
 
 class Precision(str, Enum):
@@ -111,8 +124,7 @@ def _open_for_writing(url: str, dry_run: bool):
                 raise StoreError(f"{url}: not writable by this user ({existing} is read-only)")
         return FeatureStore(url, mode="a")
     except StoreError as e:
-        console.print(f"[red]{escape(str(e))}[/]")
-        raise typer.Exit(1)
+        fail(e)
 
 
 def _print_plan(work, found, unavailable: dict[str, str], as_json: bool) -> None:
@@ -275,11 +287,9 @@ def extract(
                 target.check_model(run_options.group(ext), pipeline.group_attrs(ext, run_options))
         work = pipeline.plan(target, found.files, extractors, run_options)
     except ConfigurationMismatch as e:
-        console.print(f"[red]{escape(str(e))}[/]")
-        raise typer.Exit(2)
+        fail(e, 2)
     except StoreError as e:
-        console.print(f"[red]{escape(str(e))}[/]")
-        raise typer.Exit(1)
+        fail(e)
     console.print(
         f"{sum(work.compute.values())} (song, model) pairs to compute, {sum(work.cached.values())} cached"
         + (" (--overwrite: the groups are replaced)" if overwrite else "") + ": "
@@ -298,7 +308,7 @@ def extract(
     except KeyboardInterrupt:
         code = 130
     except StoreError as e:
-        console.print(f"[red]stopped: {e}[/]")
+        console.print(f"[red]stopped: {escape(str(e))}[/]")
         code = 1
     summary = summary or reporter.summary
     summary.scan_errors.extend(found.errors)
@@ -329,8 +339,7 @@ def export_npy(
     try:
         report = do_export(FeatureStore(store, mode="r"), output_base, parse_models(models), overwrite=overwrite)
     except (StoreError, KeyError) as e:
-        console.print(f"[red]{escape(str(e))}[/]")
-        raise typer.Exit(1)
+        fail(e)
     for model, n in report.written.items():
         kept = report.kept[model]
         out.print(f"{model}: {n} written to {output_base / model}" + (f", {kept} kept (use --overwrite)" if kept else ""))
@@ -350,13 +359,12 @@ def export_hdf5(
     from .hdf5 import export_hdf5 as do_export
     from .store import FeatureStore
 
-    names = [n for v in models or [] for n in re.split(r"[,\s]+", v) if n] or None
+    names = split_names(models)
     start = time.perf_counter()
     try:
         written = do_export(FeatureStore(store, mode="r"), out_file, names, overwrite=overwrite)
     except (StoreError, KeyError, FileExistsError) as e:
-        console.print(f"[red]{e.args[0] if isinstance(e, KeyError) else e}[/]")
-        raise typer.Exit(1)
+        fail(e)
     out.print(f"{out_file}: " + ", ".join(f"{m} {n} songs" for m, n in written.items())
               + f" in {time.perf_counter() - start:.1f} s")
 
@@ -374,8 +382,7 @@ def info(
     try:
         reader = open_store(store)
     except StoreError as e:
-        console.print(f"[red]{escape(str(e))}[/]")
-        raise typer.Exit(1)
+        fail(e)
     summary = reader.info()
     if as_json:
         print(json.dumps({**summary, "failures": reader.failures()}, indent=2, default=str))
@@ -489,8 +496,7 @@ def validate(
     try:
         target = FeatureStore(store, mode="a" if fix else "r")
     except StoreError as e:
-        console.print(f"[red]{escape(str(e))}[/]")
-        raise typer.Exit(1)
+        fail(e)
     report = validate_store(target, fix=fix)
     if as_json:
         print(json.dumps({"ok": report.ok, "checked": report.checked, "fixed": report.fixed,
@@ -517,15 +523,11 @@ def plot(
     from .plot import PlotUnavailable, plot_song
     from .read import open_store
 
-    names = [n for v in models or [] for n in re.split(r"[,\s]+", v) if n] or None
+    names = split_names(models)
     try:
         fig = plot_song(open_store(store), song, names, start=start, end=end)
-    except PlotUnavailable as e:
-        console.print(f"[red]{escape(str(e))}[/]")
-        raise typer.Exit(1)
-    except (StoreError, KeyError) as e:
-        console.print(f"[red]{e.args[0] if isinstance(e, KeyError) else e}[/]")
-        raise typer.Exit(1)
+    except (PlotUnavailable, StoreError, KeyError) as e:
+        fail(e)
     fig.savefig(output, dpi=110)
     out.print(f"{output}: {len(fig.axes)} panels")
 
@@ -543,8 +545,7 @@ def show(
     try:
         rows = describe_song(open_store(store), song)
     except (StoreError, KeyError) as e:
-        console.print(f"[red]{e.args[0] if isinstance(e, KeyError) else e}[/]")
-        raise typer.Exit(1)
+        fail(e)
     print(json.dumps(rows, indent=2) if as_json else format_rows(rows))
 
 
