@@ -377,6 +377,21 @@ def test_cpu_autocast_stays_close_to_fp32(precision):
     assert np.abs(low - fp32).max() < 0.1 * np.abs(fp32).max()
 
 
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_positional_conv_runs_in_fp32(precision):
+    """The positional grouped conv1d never runs in bf16/fp16: torch 2.13's bf16 kernel for the tiny
+    snapshot's shape (32 channels, 4 groups, kernel 16) is wrong on AMX CPUs (test_bf16_kernels.py)."""
+    import torch
+
+    ext = loaded(precision=precision)
+    seen = []
+    conv = ext._model.encoder.pos_conv_embed.inner.conv
+    conv.register_forward_pre_hook(lambda module, args: seen.append(args[0].dtype))
+    ext.extract(test_signal(24000, 24000))
+    assert seen == [torch.float32]
+    assert all(p.dtype == torch.float32 for p in conv.parameters())
+
+
 @pytest.mark.gpu
 @requires_gpu
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
