@@ -1,0 +1,227 @@
+"""Seconds per clip end to end: the classic sequential script vs ``fstore extract`` (default precision, bf16).
+
+    python bench/bench_pipeline.py [FOLDER] [--clips 4] [--seconds 30] [--models openl3,crepe,madmom,mert]
+                                   [--crepe-capacity full] [--device cpu] [--smoke]
+
+In one run, on the same clips (FOLDER's audio files, else ``--clips`` generated ``--seconds``-s
+clips), each case in its own process so that its peak RSS is its own:
+
+* (a) the classic way: every model loaded once, fp32; then for each file and each model,
+  decode, resample, extract and ``np.save``, one after the other, no overlap;
+* (b) ``fstore extract`` as a user runs it (``--precision auto``: fp32 on CPU, bf16 on CUDA);
+* (c) ``fstore extract --precision bf16``.
+
+For each: seconds per clip (the run's wall time, models already loaded), the sum of the
+per-model compute (the pipeline's overhead is wall / sum), per-model seconds, peak RSS, and
+the speed-up over (a). The machine's GEMM rates are printed alongside (shared machines: the
+ratios within one run are what compares). Models whose weights are not on this machine
+(OpenL3, MERT) run with official-format random weights (timing does not depend on values);
+the output says which. ``--smoke`` is the CI-sized form: two 2-s clips, CREPE tiny, a tiny MERT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+ROOT = Path(__file__).resolve().parents[1]
+
+#: MERT-v1-95M's config.json with tiny sizes (--smoke): same keys, same model_type
+MERT_TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
+             "conv_dim": [32] * 7, "num_conv_pos_embeddings": 16, "num_conv_pos_embedding_groups": 4}
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident set (VmHWM), MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def classic(files: list[str], specs: dict[str, dict[str, Any]], device: str, out: Path) -> dict[str, Any]:
+    """(a): load each model once (fp32), then file by file, model by model: decode, resample, run, save."""
+    import numpy as np
+
+    from featurestore.audio import SongAudio
+    from featurestore.extractors import registry
+    from featurestore.extractors.base import config_fields
+
+    extractors = []
+    for name, options in specs.items():
+        cls = registry.get(name)
+        fp32 = {"precision": "fp32"} if "precision" in config_fields(cls.Config) else {}
+        ext = cls(**options, **fp32)
+        ext.load(device)
+        extractors.append(ext)
+    seconds = dict.fromkeys(specs, 0.0)
+    start = time.perf_counter()
+    for path in files:
+        for ext in extractors:
+            t = time.perf_counter()
+            wave = SongAudio(path).at(ext.time_axis.sample_rate)  # the classic script decodes per model
+            (out / ext.name).mkdir(parents=True, exist_ok=True)
+            np.save(out / ext.name / (Path(path).stem + ".npy"), ext.extract(wave))
+            seconds[ext.name] += time.perf_counter() - t
+    return {"wall": time.perf_counter() - start, "models": seconds}
+
+
+def fstore_extract(files: list[str], specs: dict[str, dict[str, Any]], device: str, precision: str,
+                   out: Path) -> dict[str, Any]:
+    """(b), (c): ``fstore extract`` in this process, exactly as the command line runs it."""
+    import contextlib
+    import io
+
+    from featurestore.cli import main
+
+    folder = Path(files[0]).parent
+    argv = ["fstore", "extract", str(folder), "--store", str(out / "store.zarr"), "--models", ",".join(specs),
+            "--device", device, "--precision", precision, "--json", "--quiet"]
+    if "crepe" in specs:
+        argv += ["--crepe-capacity", specs["crepe"].get("capacity", "full")]
+    if specs.get("openl3", {}).get("weights_path"):
+        argv += ["--openl3-weights", specs["openl3"]["weights_path"]]
+    if specs.get("mert", {}).get("model_path"):
+        argv += ["--mert-model", specs["mert"]["model_path"]]
+    sys.argv = argv
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.suppress(SystemExit):
+        main()
+    summary = json.loads(stdout.getvalue()[stdout.getvalue().index("{"):])
+    if not summary["ok"]:
+        raise RuntimeError(f"fstore extract failed: {summary['failures'] or summary['unavailable_models']}")
+    return {"wall": summary["wall_seconds"], "models": {m: t["seconds"] for m, t in summary["models"].items()}}
+
+
+def child(args: argparse.Namespace) -> None:
+    """One case in its own process; prints its figures as JSON on the last line."""
+    job = json.loads(args.child)
+    out = Path(job["out"])
+    if job["case"] == "classic":
+        result = classic(job["files"], job["specs"], job["device"], out)
+    else:
+        result = fstore_extract(job["files"], job["specs"], job["device"], job["precision"], out)
+    result["peak_rss_mib"] = peak_rss_mib()
+    print(json.dumps(result))
+
+
+def run_case(case: str, precision: str, files: list[str], specs: dict[str, Any], device: str, tmp: Path) -> dict[str, Any]:
+    out = tmp / f"{case}-{precision}"
+    out.mkdir()
+    job = {"case": case, "precision": precision, "files": files, "specs": specs, "device": device, "out": str(out)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, __file__, "--child", json.dumps(job)], capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"case {case} {precision} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def generate_clips(folder: Path, n: int, seconds: float, rate: int = 44100) -> list[str]:
+    """``n`` different music-like mono WAV clips of ``seconds`` s."""
+    import soundfile as sf
+
+    from featurestore.testing import test_signal
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        path = folder / f"clip{i:03d}.wav"
+        sf.write(path, test_signal(round(seconds * rate), rate, seed=i), rate, subtype="PCM_16")
+        paths.append(str(path))
+    return paths
+
+
+def model_specs(models: list[str], capacity: str, smoke: bool, tmp: Path) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Options per model; OpenL3 and MERT get random official-format weights when theirs are absent."""
+    from featurestore.extractors import registry
+
+    specs: dict[str, dict[str, Any]] = {}
+    notes = []
+    for name in models:
+        options: dict[str, Any] = {"capacity": capacity} if name == "crepe" else {}
+        if name == "openl3" and (smoke or not registry.get(name).weights_info().available):
+            sys.path.insert(0, str(ROOT))
+            from tests.test_openl3 import write_official_layout
+
+            options["weights_path"] = str(write_official_layout(tmp / "openl3_random.h5"))
+            notes.append("openl3: random weights in the official Keras layout")
+        if name == "mert" and (smoke or not registry.get(name).weights_info().available):
+            from bench_mert import MERT_95M, write_random_snapshot
+
+            config = {**MERT_95M, **MERT_TINY} if smoke else MERT_95M
+            folder = tmp / "mert_random"
+            folder.mkdir()
+            options["model_path"] = str(write_random_snapshot(folder, config))
+            notes.append(f"mert: random weights, {'tiny' if smoke else 'MERT-v1-95M'} architecture")
+        specs[name] = options
+    return specs, notes
+
+
+def report(cases: dict[str, dict[str, Any]], n_clips: int, models: list[str]) -> None:
+    base = cases["(a) classic, fp32"]["wall"]
+    header = f"{'case':34}{'s/clip':>8}{'sum':>8}{'wall/sum':>9}{'vs (a)':>8}{'RSS MiB':>9}" + "".join(f"{m:>9}" for m in models)
+    print(header)
+    for label, r in cases.items():
+        total = sum(r["models"].values())
+        print(f"{label:34}{r['wall'] / n_clips:8.2f}{total / n_clips:8.2f}{r['wall'] / total:9.2f}{base / r['wall']:7.2f}x"
+              f"{r['peak_rss_mib']:9.0f}" + "".join(f"{r['models'].get(m, 0.0) / n_clips:9.2f}" for m in models))
+    print("s/clip: the run's wall time per clip (models loaded); sum: the per-model compute per clip "
+          "(decode and resample included in (a)); wall/sum: the pipeline's overhead")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder", nargs="?", help="audio files to run on (default: generated clips)")
+    parser.add_argument("--clips", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--models", default="openl3,crepe,madmom,mert")
+    parser.add_argument("--crepe-capacity", default="full")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--smoke", action="store_true", help="CI size: 2 clips of 2 s, CREPE tiny, tiny MERT")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args)
+        return
+    if args.smoke:
+        args.clips, args.seconds, args.crepe_capacity = 2, 2.0, "tiny"
+    if args.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            sys.exit("--device cuda: no CUDA device here")
+    from common import gemm_gflops
+    from featurestore.discover import gather
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(name)
+        if args.folder:
+            files = [str(f.path) for f in gather([args.folder]).files]
+            if len({str(Path(f).parent) for f in files}) != 1:
+                sys.exit("FOLDER: the audio files must lie directly in it (no subfolders)")
+        else:
+            files = generate_clips(tmp / "clips", args.clips, args.seconds)
+        specs, notes = model_specs(models, args.crepe_capacity, args.smoke, tmp)
+        print(f"{len(files)} clips, models {', '.join(models)} (crepe {args.crepe_capacity}), device {args.device}, "
+              f"{os.cpu_count()} CPUs; GEMM 4096^3: fp32 {gemm_gflops('fp32'):.0f}, bf16 {gemm_gflops('bf16'):.0f} GFLOP/s")
+        for note in notes:
+            print(f"note: {note} (timing does not depend on the values)")
+        cases = {
+            "(a) classic, fp32": run_case("classic", "fp32", files, specs, args.device, tmp),
+            "(b) fstore extract, default": run_case("fstore", "auto", files, specs, args.device, tmp),
+            "(c) fstore extract, bf16": run_case("fstore", "bf16", files, specs, args.device, tmp),
+        }
+    report(cases, len(files), models)
+
+
+if __name__ == "__main__":
+    main()

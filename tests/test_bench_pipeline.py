@@ -1,0 +1,28 @@
+"""The end-to-end pipeline benchmark in its CI-sized form: it runs, and its table holds what it promises."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_bench_pipeline_smoke() -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_pipeline.py"), "--smoke",
+                           "--models", "crepe,madmom"], capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert "2 clips" in lines[0] and "GEMM" in lines[0]
+    rows = {line[:34].strip(): line[34:].split() for line in lines if line.startswith("(")}
+    assert list(rows) == ["(a) classic, fp32", "(b) fstore extract, default", "(c) fstore extract, bf16"]
+    for cells in rows.values():
+        per_clip, total, overhead = (float(c) for c in cells[:3])
+        crepe, madmom = float(cells[5]), float(cells[6])
+        assert per_clip > 0 and 0 < crepe + madmom <= total + 0.01
+        assert overhead == round(per_clip / total, 2) or abs(overhead - per_clip / total) < 0.02
+        assert float(cells[4]) > 50  # peak RSS in MiB: a Python process with torch loaded
+    assert rows["(a) classic, fp32"][3] == "1.00x"
