@@ -171,9 +171,17 @@ class ExtractorContract:
                 extractor.extract(np.zeros(n - 1, dtype=np.float32))
 
     def test_batch_equals_single(self, extractor: Extractor) -> None:
+        """extract_batch's contract: each song's output is its extract() output, whatever shares its batch."""
         waves = [self._samples(extractor, s) for s in (0.7, 1.1)]
-        for got, wave in zip(extractor.extract_batch(waves), waves):
-            np.testing.assert_allclose(got, extractor.extract(wave), rtol=1e-5, atol=1e-5)
+        waves.append(self._samples(extractor, 1.0)[: extractor.min_samples])
+        got = extractor.extract_batch(waves)
+        assert len(got) == len(waves)
+        for out, wave in zip(got, waves):
+            np.testing.assert_allclose(out, extractor.extract(wave), rtol=1e-5, atol=1e-5)
+
+    def test_batch_rejects_an_invalid_song(self, extractor: Extractor) -> None:
+        with pytest.raises(ValueError):
+            extractor.extract_batch([self._samples(extractor, 1.0), np.zeros((2, 100), dtype=np.float32)])
 
     def test_rejects_multichannel_input(self, extractor: Extractor) -> None:
         with pytest.raises(ValueError):

@@ -138,6 +138,22 @@ def test_batches_do_not_change_the_result(tiny: Crepe, monkeypatch) -> None:
     np.testing.assert_allclose(tiny.extract(wave), whole, rtol=1e-6, atol=1e-6)
 
 
+def test_songs_share_batches_without_changing_results(tiny: Crepe, monkeypatch) -> None:
+    """Frames of several songs fill one network batch (24 frames here): each song's output is its own."""
+    import featurestore.extractors.crepe as module
+
+    waves = [test_signal(n, 16000, seed=i) for i, n in enumerate((1024, 16000 // 10 * 3 + 7, 2048 + 160 * 30))]
+    alone = [tiny.extract(w) for w in waves]
+    monkeypatch.setattr(module, "BATCH_FRAMES_FULL", 3)
+    batches = []
+    net = tiny._net
+    monkeypatch.setattr(tiny, "_net", lambda frames: batches.append(len(frames)) or net(frames))
+    for got, want in zip(tiny.extract_batch(waves), alone):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    total = sum(tiny.n_frames(len(w)) for w in waves)
+    assert batches == [24] * (total // 24) + ([total % 24] if total % 24 else [])
+
+
 def test_silence_decodes_like_crepe(tiny: Crepe) -> None:
     """Zero input gives identical frames and hence one constant pitch and confidence per frame."""
     out = tiny.extract(np.zeros(4000, dtype=np.float32))

@@ -335,8 +335,42 @@ class Extractor(ABC):
         -------
         np.ndarray [shape=output_shape(n_samples), float32]
         """
+        return self.extract_batch([wave])[0]
+
+    def extract_batch(self, waves: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Features of several songs, computed together where the model's batch has room.
+
+        The contract: ``extract_batch(waves)[i]`` equals ``extract(waves[i])`` up to the
+        float rounding of a different batch size (the conformance suite checks 1e-5): frames
+        or windows of several songs share a network batch, but nothing one song computes
+        depends on another (no padding to a common length, no statistics across songs). Each
+        wave is validated first; one invalid wave (too short, not mono) raises for the whole
+        call, so a caller that needs per-song failures calls :meth:`extract` on each. Used
+        for short songs, whose frames alone do not fill a batch.
+
+        Parameters
+        ----------
+        waves : sequence of np.ndarray [shape=(n_samples_i,), float32]
+            Mono audio at ``time_axis.sample_rate``.
+
+        Returns
+        -------
+        list of np.ndarray [shape=output_shape(n_samples_i), float32], one per wave
+        """
         if not self.is_loaded:
             raise RuntimeError(f"{self.name}: call load(device) before extract()")
+        waves = [self._validated(w) for w in waves]
+        outs = self._extract_batch(waves)
+        for wave, out in zip(waves, outs, strict=True):
+            expected = self.output_shape(wave.shape[0])
+            if out.shape != expected or out.dtype != np.float32:
+                raise AssertionError(
+                    f"{self.name} returned {out.shape} {out.dtype}, contract says {expected} float32"
+                )
+        return outs
+
+    def _validated(self, wave: np.ndarray) -> np.ndarray:
+        """``wave`` as contiguous float32 mono of at least :attr:`min_samples` samples, or an error."""
         wave = np.ascontiguousarray(wave, dtype=np.float32)
         if wave.ndim != 1:
             raise ValueError(f"{self.name}: expected mono audio of shape (n_samples,), got {wave.shape}")
@@ -345,21 +379,15 @@ class Extractor(ABC):
                 f"{wave.shape[0]} samples at {self.time_axis.sample_rate} Hz; "
                 f"{self.name} needs at least {self.min_samples}"
             )
-        out = self._extract(wave)
-        expected = self.output_shape(wave.shape[0])
-        if out.shape != expected or out.dtype != np.float32:
-            raise AssertionError(
-                f"{self.name} returned {out.shape} {out.dtype}, contract says {expected} float32"
-            )
-        return out
+        return wave
 
     @abstractmethod
     def _extract(self, wave: np.ndarray) -> np.ndarray:
         """Compute the features of a validated mono float32 waveform."""
 
-    def extract_batch(self, waves: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Features of several songs; extractors override this where batching across songs pays."""
-        return [self.extract(w) for w in waves]
+    def _extract_batch(self, waves: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Features of validated waveforms; models override this where sharing batches across songs pays."""
+        return [self._extract(w) for w in waves]
 
 
 class TorchExtractor(Extractor):

@@ -22,7 +22,7 @@ the whole song that the Viterbi decoder and the local average need (1.4 kB per f
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Sequence
 
 import numpy as np
 
@@ -170,15 +170,43 @@ class Crepe(TorchExtractor):
         np.ndarray [shape=(n_frames(N), 360), float32]
             Sigmoid activation of each pitch bin (crepe's ``get_activation``).
         """
+        return self.activations([wave])[0]
+
+    def activations(self, waves: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """:meth:`activation` of several songs, their frames filling network batches in order.
+
+        Each batch holds :attr:`batch_frames` frames (the last one fewer), taken from the
+        songs one after another, so a run of short songs costs full batches; every frame is
+        normalised on its own, so a frame's output does not depend on its batch neighbours.
+        """
         import torch
 
-        total = self.n_frames(wave.shape[0])
-        out = np.empty((total, N_BINS), dtype=np.float32)
-        for start in range(0, total, self.batch_frames):
-            stop = min(start + self.batch_frames, total)
-            frames = torch.from_numpy(normalized_frames(wave, start, stop)).to(self._device)
-            out[start:stop] = self._net(frames).cpu().numpy()
-        return out
+        acts = [np.empty((self.n_frames(w.shape[0]), N_BINS), dtype=np.float32) for w in waves]
+        pending: list[tuple[int, int, int]] = []  # (song, first frame, end frame) of the next batch
+
+        def flush() -> None:
+            frames = np.concatenate([normalized_frames(waves[i], a, b) for i, a, b in pending])
+            out = self._net(torch.from_numpy(frames).to(self._device)).cpu().numpy()
+            k = 0
+            for i, a, b in pending:
+                acts[i][a:b] = out[k : k + b - a]
+                k += b - a
+            pending.clear()
+
+        room = self.batch_frames
+        for i, act in enumerate(acts):
+            start = 0
+            while start < act.shape[0]:
+                stop = min(act.shape[0], start + room)
+                pending.append((i, start, stop))
+                room -= stop - start
+                start = stop
+                if room == 0:
+                    flush()
+                    room = self.batch_frames
+        if pending:
+            flush()
+        return acts
 
     def decode(self, activation: np.ndarray) -> np.ndarray:
         """Frequency and confidence from activations, as ``crepe.predict`` decodes them.
@@ -202,6 +230,9 @@ class Crepe(TorchExtractor):
 
     def _extract(self, wave: np.ndarray) -> np.ndarray:
         return self.decode(self.activation(wave))
+
+    def _extract_batch(self, waves: Sequence[np.ndarray]) -> list[np.ndarray]:
+        return [self.decode(a) for a in self.activations(waves)]
 
 
 __all__ = ["Crepe", "CrepeConfig", "n_frames", "normalized_frames"]
