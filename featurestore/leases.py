@@ -82,8 +82,7 @@ class Leases:
         path = self._path(key)
         try:
             if self.local:
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                fd = self._open_exclusive(path)
                 with os.fdopen(fd, "wb") as f:
                     f.write(data)
             else:
@@ -97,6 +96,17 @@ class Leases:
                 return False
             raise StoreError(f"{self.url}: cannot take a lease ({e})") from e
         return True
+
+    @staticmethod
+    def _open_exclusive(path: str) -> int:
+        """O_CREAT|O_EXCL, creating the folder; a release may remove the empty folder meanwhile: retry."""
+        for _ in range(10):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            try:
+                return os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileNotFoundError:
+                continue
+        raise OSError(f"{path}: its folder keeps disappearing")
 
     def _read(self, key: str) -> dict[str, Any] | None:
         try:

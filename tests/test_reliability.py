@@ -125,7 +125,8 @@ def test_two_concurrent_runs_share_the_work(tmp_path, reference):
     procs = [subprocess.Popen(_extract_cmd(audio, store, "--skip-existing"), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outputs = [p.communicate(timeout=300) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], outputs
+    # 3: a run left songs to the other, live one (which finished them)
+    assert all(p.returncode in (0, 3) for p in procs), outputs
     _check_against(store, ref)
     assert _held_leases(store) == [], "leases left behind"
 
