@@ -82,9 +82,7 @@ class Leases:
         path = self._path(key)
         try:
             if self.local:
-                fd = self._open_exclusive(path)
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
+                self._link_exclusive(path, data)
             else:
                 self.fs.pipe_file(path, data, mode="create")
         except FileExistsError:
@@ -98,14 +96,26 @@ class Leases:
         return True
 
     @staticmethod
-    def _open_exclusive(path: str) -> int:
-        """O_CREAT|O_EXCL, creating the folder; a release may remove the empty folder meanwhile: retry."""
+    def _link_exclusive(path: str, data: bytes) -> None:
+        """Create ``path`` holding ``data`` only if it does not exist, never visible half-written: the
+        content goes to a private file first, which is then hard-linked in place (``link`` fails with
+        FileExistsError when the name is taken, like O_CREAT|O_EXCL). An interrupt at any point leaves
+        either no lease or a whole one. A release may remove the empty folder meanwhile: retry."""
         for _ in range(10):
             os.makedirs(os.path.dirname(path), exist_ok=True)
+            tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.new"
             try:
-                return os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                os.link(tmp, path)
+                return
             except FileNotFoundError:
                 continue
+            finally:
+                try:
+                    os.unlink(tmp)
+                except FileNotFoundError:
+                    pass
         raise OSError(f"{path}: its folder keeps disappearing")
 
     def _read(self, key: str) -> dict[str, Any] | None:
@@ -249,13 +259,16 @@ class _Heartbeat:
             with self.lock:
                 due = [(k, v[0]) for k, v in self.held.items() if now - v[1] >= 0.9 * beat]
             for key, leases in due:
-                try:
-                    leases.renew(key[1], key[2])
-                except (OSError, StoreError):  # a missed beat; the next one may get through
-                    continue
+                # renewing under the lock: a release (which drops the key first, under the same lock)
+                # can never be followed by a renewal that would write the lease back
                 with self.lock:
-                    if key in self.held:
-                        self.held[key] = (leases, now)
+                    if key not in self.held:
+                        continue
+                    try:
+                        leases.renew(key[1], key[2])
+                    except (OSError, StoreError):  # a missed beat; the next one may get through
+                        continue
+                    self.held[key] = (leases, now)
 
 
 _heartbeat = _Heartbeat()
