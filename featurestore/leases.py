@@ -66,6 +66,7 @@ class Leases:
         self.fs, self.root = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
         protocols = {self.fs.protocol} if isinstance(self.fs.protocol, str) else set(self.fs.protocol)
         self.local = "file" in protocols or "local" in protocols
+        self._group_made = False
         if not self.local and not protocols & {"s3", "s3a", "memory"}:
             raise StoreError(f"{url}: this storage ({'/'.join(sorted(protocols))}) has no exclusive create, so runs "
                              "cannot share it safely; run one extraction at a time on a local or S3 store")
@@ -157,6 +158,9 @@ class Leases:
 
     def acquire(self, song_id: str, run_id: str) -> dict[str, Any] | None:
         """Claim a song for ``run_id``; None on success (the heartbeat keeps it), else the live owner's lease."""
+        if not self._group_made:  # `_leases` is a Zarr group, so Zarr tools listing the store do not trip on it
+            self._create(f"{LEASES}/zarr.json", b'{"zarr_format": 3, "node_type": "group", "attributes": {}}')
+            self._group_made = True
         key = self._lease_key(song_id)
         for _ in range(2):
             if self._create(key, self._doc(run_id)):
