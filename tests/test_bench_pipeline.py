@@ -23,6 +23,8 @@ def test_bench_pipeline_smoke() -> None:
         per_clip, total, overhead = (float(c) for c in cells[:3])
         crepe, madmom = float(cells[5]), float(cells[6])
         assert per_clip > 0 and 0 < crepe + madmom <= total + 0.01
-        assert overhead == round(per_clip / total, 2) or abs(overhead - per_clip / total) < 0.02
+        # the cells are printed to 2 decimals: allow for that rounding in all three of them
+        rounding = 0.005 + 0.005 / total + per_clip * 0.005 / total**2
+        assert abs(overhead - per_clip / total) <= rounding + 1e-9
         assert float(cells[4]) > 50  # peak RSS in MiB: a Python process with torch loaded
     assert rows["(a) classic, fp32"][3] == "1.00x"
