@@ -25,7 +25,7 @@ import numpy as np
 
 from ._atomic import atomic_path
 from .errors import StoreError
-from .store import FAILURES, FeatureStore, validate_song_id
+from .store import FAILURES, FeatureStore, failure_node, validate_song_id
 
 #: gzip is the compression every HDF5 reader has; level 4 and byte shuffle as for the Zarr store
 _DATASET_OPTIONS = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
@@ -88,15 +88,8 @@ def export_hdf5(store: FeatureStore, out: str | os.PathLike[str], models: Sequen
                 _put_attrs(ds, arr.attrs.asdict())
                 written[model] += 1
             for failure in store.failures(model):
-                _put_attrs(h5.require_group(f"{FAILURES}/{model}/{_failure_name(failure['song_id'])}"), failure)
+                _put_attrs(h5.require_group(f"{FAILURES}/{model}/{failure_node(failure['song_id'])}"), failure)
     return written
-
-
-def _failure_name(song_id: str) -> str:
-    try:
-        return validate_song_id(song_id)
-    except ValueError:
-        return "_invalid/" + song_id.encode().hex()
 
 
 class H5Array:

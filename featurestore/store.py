@@ -85,6 +85,15 @@ def time_chunk(shape: tuple[int, ...], time_axis: int, itemsize: int = 4) -> tup
     return tuple(steps if i == time_axis else max(1, s) for i, s in enumerate(shape))
 
 
+def failure_node(song_id: str) -> str:
+    """Where a (song, model) failure is recorded under ``_failures/<model>/``: the song id, or for an id
+    that is not a valid path a name derived from it, the same in every process and export."""
+    try:
+        return validate_song_id(song_id)
+    except InvalidSongId:
+        return f"_invalid/{hashlib.sha1(song_id.encode()).hexdigest()}"
+
+
 def configuration_key(group_attrs: Mapping[str, Any]) -> tuple[str, str]:
     """What a group's arrays were computed and stored with: (extractor fingerprint, storage dtype)."""
     return str(group_attrs.get("fingerprint")), str(group_attrs.get("dtype", "float32"))
@@ -309,11 +318,7 @@ class FeatureStore:
         if source is not None:
             attrs["source"] = dict(source)
         try:
-            sid = validate_song_id(song_id)
-        except InvalidSongId:
-            sid = f"_invalid/{hashlib.sha1(song_id.encode()).hexdigest()}"  # the same node in every process
-        try:
-            self.root.require_group(f"{FAILURES}/{model}/{sid}").attrs.update(attrs)
+            self.root.require_group(f"{FAILURES}/{model}/{failure_node(song_id)}").attrs.update(attrs)
         except OSError as e:
             raise StoreError(f"cannot record a failure in {self.url}: {e}") from e
 
