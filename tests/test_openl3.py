@@ -12,7 +12,7 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
-import featurestore.weights as weights
+import featurestore.extractors._openl3_weights as openl3_weights
 from featurestore.errors import WeightsChecksumError, WeightsUnavailable
 from featurestore.extractors.openl3 import OpenL3, frame_signal, n_frames
 from featurestore.testing import ExtractorContract
@@ -145,7 +145,7 @@ def test_loader_rejects_wrong_layer_count(tmp_path):
 
 def test_local_file_with_its_own_digest_is_used(random_h5):
     (w,) = OpenL3(weights_path=str(random_h5)).weights()
-    assert w.sha256 == hashlib.sha256(random_h5.read_bytes()).hexdigest() != weights.OPENL3_SHA256
+    assert w.sha256 == hashlib.sha256(random_h5.read_bytes()).hexdigest() != openl3_weights.OPENL3_SHA256
     assert w.path == random_h5
 
 
@@ -191,45 +191,15 @@ def test_offline_without_weights_fails_fast_with_instructions(tmp_path, monkeypa
         OpenL3().weights()
     assert time.monotonic() - start < 5
     message = str(err.value)
-    assert weights.OPENL3_GZ in message and str(tmp_path / "openl3") in message
+    assert openl3_weights.OPENL3_GZ in message and str(tmp_path / "openl3") in message
     assert "--openl3-weights" in message and "FSTORE_OPENL3_WEIGHTS" in message
-
-
-def _serve_gz(tmp_path: Path, monkeypatch, h5: Path) -> str:
-    gz = tmp_path / "served.h5.gz"
-    with open(h5, "rb") as src, gzip.open(gz, "wb") as dst:
-        shutil.copyfileobj(src, dst)
-    monkeypatch.setattr(weights, "OPENL3_URL", gz.as_uri())
-    monkeypatch.setattr(weights, "OPENL3_GZ_SHA256", hashlib.sha256(gz.read_bytes()).hexdigest())
-    monkeypatch.setenv("FSTORE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("FSTORE_OFFLINE", raising=False)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("FSTORE_OPENL3_WEIGHTS", raising=False)
-    return hashlib.sha256(h5.read_bytes()).hexdigest()
-
-
-def test_download_verifies_and_decompresses_once(tmp_path, monkeypatch, random_h5):
-    digest = _serve_gz(tmp_path, monkeypatch, random_h5)
-    monkeypatch.setattr(weights, "OPENL3_SHA256", digest)
-    path, got, _ = weights.openl3_weights(None)
-    assert got == digest and path == tmp_path / "cache" / "openl3" / weights.OPENL3_FILE
-    assert sorted(p.name for p in path.parent.iterdir()) == [weights.OPENL3_FILE]
-    monkeypatch.setenv("FSTORE_OFFLINE", "1")  # the cached copy is used without the network
-    assert weights.openl3_weights(None)[1] == digest
-
-
-def test_download_with_wrong_checksum_leaves_nothing(tmp_path, monkeypatch, random_h5):
-    _serve_gz(tmp_path, monkeypatch, random_h5)  # the expected h5 digest stays the official one
-    with pytest.raises(WeightsChecksumError):
-        weights.openl3_weights(None)
-    assert not (tmp_path / "cache" / "openl3" / weights.OPENL3_FILE).exists()
 
 
 def test_corrupt_cached_file_is_reported(tmp_path, monkeypatch, random_h5):
     monkeypatch.setenv("FSTORE_CACHE", str(tmp_path))
     monkeypatch.delenv("FSTORE_OPENL3_WEIGHTS", raising=False)
     (tmp_path / "openl3").mkdir()
-    shutil.copy(random_h5, tmp_path / "openl3" / weights.OPENL3_FILE)
+    shutil.copy(random_h5, tmp_path / "openl3" / openl3_weights.OPENL3_FILE)
     with pytest.raises(WeightsChecksumError, match="delete it"):
         OpenL3().weights()
 

@@ -26,7 +26,8 @@ from typing import ClassVar, Sequence
 
 import numpy as np
 
-from ..weights import CREPE_ENV, CREPE_SHA256, crepe_how, crepe_local_path, crepe_package, crepe_package_path, crepe_weights
+from ..weights import local_path
+from ._crepe_weights import CREPE_ENV, CREPE_SHA256, crepe_how, crepe_package, crepe_package_path, crepe_weights
 from ._crepe_net import CAPACITIES, FRAME, N_BINS
 from ..devices import MODEL_PRECISIONS
 from .base import ExtractorConfig, TorchExtractor, TimeAxis, WeightFile, WeightsInfo, option
@@ -129,7 +130,7 @@ class Crepe(TorchExtractor):
     def weights_info(cls, config: ExtractorConfig | None = None) -> WeightsInfo:
         config = config if isinstance(config, CrepeConfig) else CrepeConfig()
         capacity = config.capacity
-        local = crepe_local_path(config.weights_path)
+        local = local_path(config.weights_path)
         if local is not None:
             return WeightsInfo(f"local CREPE weights file {local}", local.is_file(), str(local),
                                "a Keras weights file of crepe's layout (conv1..conv6, conv1-BN..conv6-BN, classifier)")

@@ -42,8 +42,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..weights import (MERT_CONFIG_FILES, MERT_ENV, MERT_REPO, MERT_REVISION, mert_cached_snapshot, mert_local_path,
-                       mert_snapshot, sha256_file)
+from ..weights import local_path, sha256_file
+from ._mert_weights import MERT_CONFIG_FILES, MERT_ENV, MERT_REPO, MERT_REVISION, mert_cached_snapshot, mert_snapshot
 from ._mert_hf import HOP, RECEPTIVE_FIELD, SAMPLE_RATE, build_model, read_do_normalize, read_snapshot_config
 from ..devices import MODEL_PRECISIONS, torch_dtype
 from .base import ExtractorConfig, TorchExtractor, TimeAxis, WeightFile, WeightsInfo, option
@@ -168,7 +168,7 @@ class Mert(TorchExtractor):
     @cached_property
     def _arch(self) -> tuple[int, int]:
         """(hidden size, transformer layers) of the chosen snapshot, read from its config.json when local."""
-        folder = mert_local_path(self.config.model_path)
+        folder = local_path(self.config.model_path)
         if folder is not None:
             try:
                 cfg = read_snapshot_config(folder)
@@ -213,7 +213,7 @@ class Mert(TorchExtractor):
     # -- weights ---------------------------------------------------------------------------------
     @classmethod
     def weights_info(cls, config: ExtractorConfig | None = None) -> WeightsInfo:
-        local = mert_local_path((config if isinstance(config, MertConfig) else MertConfig()).model_path)
+        local = local_path((config if isinstance(config, MertConfig) else MertConfig()).model_path)
         if local is not None:
             return WeightsInfo(f"local MERT snapshot {local}", (local / "config.json").is_file(), str(local),
                                "a folder with config.json, preprocessor_config.json and the weights")

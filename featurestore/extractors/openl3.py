@@ -22,7 +22,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..weights import OPENL3_ENV, OPENL3_URL, openl3_cache, openl3_local_path, openl3_weights
+from ..weights import local_path
+from ._openl3_weights import OPENL3_ENV, OPENL3_URL, openl3_cache, openl3_weights
 from ..devices import MODEL_PRECISIONS, torch_dtype
 from .base import ExtractorConfig, TorchExtractor, TimeAxis, WeightFile, WeightsInfo, option
 
@@ -94,7 +95,7 @@ class OpenL3(TorchExtractor):
 
     @classmethod
     def weights_info(cls, config: ExtractorConfig | None = None) -> WeightsInfo:
-        local = openl3_local_path((config if isinstance(config, OpenL3Config) else OpenL3Config()).weights_path)
+        local = local_path((config if isinstance(config, OpenL3Config) else OpenL3Config()).weights_path)
         if local is not None:
             return WeightsInfo(f"local OpenL3 weights file {local}", local.is_file(), str(local),
                                "a Keras weights file in the openl3_audio_mel256_music.h5 layout")
