@@ -22,7 +22,7 @@ def test_bench_pipeline_smoke() -> None:
     for cells in rows.values():
         per_clip, total, overhead = (float(c) for c in cells[:3])
         crepe, madmom = float(cells[5]), float(cells[6])
-        assert per_clip > 0 and 0 < crepe + madmom <= total + 0.01
+        assert per_clip > 0 and 0 < crepe + madmom <= total + 0.015 + 1e-9  # three cells rounded to 0.01
         # the cells are printed to 2 decimals: allow for that rounding in all three of them
         rounding = 0.005 + 0.005 / total + per_clip * 0.005 / total**2
         assert abs(overhead - per_clip / total) <= rounding + 1e-9
