@@ -25,7 +25,8 @@ import numpy as np
 
 from ._atomic import atomic_path
 from .errors import StoreError
-from .store import FAILURES, FeatureStore, failure_node, validate_song_id
+from .failures import FAILURES, failure_node
+from .store import FeatureStore, validate_song_id
 
 #: gzip is the compression every HDF5 reader has; level 4 and byte shuffle as for the Zarr store
 _DATASET_OPTIONS = {"compression": "gzip", "compression_opts": 4, "shuffle": True}

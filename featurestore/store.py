@@ -17,22 +17,21 @@ handed out. An array without ``complete`` is not a result: readers skip it and
 ``--skip-existing`` redoes it. Failures live in their own node per (model, song), so
 recording one never rewrites shared metadata.
 
-This module knows nothing of models: it stores arrays and attributes.
+This module opens the store and holds the arrays; failures (:mod:`.failures`) and leases
+(:mod:`.leases`) are units of their own that :class:`FeatureStore` delegates to, and the
+naming rules all three share are in :mod:`.layout`. It knows nothing of models.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-import hashlib
-import re
-import time
-import unicodedata
 import uuid
 from typing import Any, Iterator, Mapping
 
 import numpy as np
 
 from .errors import ConfigurationMismatch, InvalidSongId, StoreError
+from .failures import Failures
+from .layout import FAILURES, now_iso, validate_song_id
 from .leases import LEASES, Leases
 
 #: 2 added: the group's ``dtype`` (float32 or float16 storage) and ``group`` name (``--as``); schema-1
@@ -41,7 +40,6 @@ SCHEMA_VERSION = 2
 READABLE_SCHEMAS = (1, 2)
 #: how arrays may be stored; float16 halves the size (part of the group's configuration)
 STORAGE_DTYPES = ("float32", "float16")
-FAILURES = "_failures"
 #: target bytes per chunk along time: one chunk for a typical song; for long ones, measured on a 20-min MERT
 #: array: 4 MiB (18 s of MERT) reads whole songs and 10-s slices as fast as any size from 0.5 to 16 MiB
 CHUNK_BYTES = 4 << 20
@@ -50,48 +48,12 @@ CHUNK_BYTES = 4 << 20
 #: far below any model's compute (README, "Storage size")
 COMPRESSORS = ({"name": "blosc", "configuration": {"cname": "zstd", "clevel": 5, "shuffle": "shuffle"}},)
 
-_FORBIDDEN_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
-
-
-def now_iso() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def validate_song_id(song_id: str) -> str:
-    """Return ``song_id`` (NFC-normalised) if it is a safe relative Zarr path, else raise InvalidSongId.
-
-    Rejected: empty ids, absolute paths, ``.``/``..``/empty components, backslashes, control
-    characters, and components Zarr reserves (starting with ``__``) or that fstore uses (``_failures``).
-    """
-    if not isinstance(song_id, str) or not song_id:
-        raise InvalidSongId(f"invalid song id {song_id!r}: empty")
-    sid = unicodedata.normalize("NFC", song_id)
-    if sid.startswith("/") or re.match(r"^[A-Za-z]:", sid):
-        raise InvalidSongId(f"invalid song id {song_id!r}: absolute paths are not allowed")
-    if _FORBIDDEN_CHARS.search(sid):
-        raise InvalidSongId(f"invalid song id {song_id!r}: backslashes and control characters are not allowed")
-    for part in sid.split("/"):
-        if part in ("", ".", ".."):
-            raise InvalidSongId(f"invalid song id {song_id!r}: empty, '.' or '..' path components are not allowed")
-        if part.startswith("__") or part in (FAILURES, LEASES, "zarr.json"):
-            raise InvalidSongId(f"invalid song id {song_id!r}: component {part!r} is reserved")
-    return sid
-
 
 def time_chunk(shape: tuple[int, ...], time_axis: int, itemsize: int = 4) -> tuple[int, ...]:
     """Chunk shape: whole along every dim but time, about :data:`CHUNK_BYTES` along time."""
     per_step = itemsize * int(np.prod([s for i, s in enumerate(shape) if i != time_axis], dtype=np.int64))
     steps = max(1, min(shape[time_axis], CHUNK_BYTES // max(per_step, 1)))
     return tuple(steps if i == time_axis else max(1, s) for i, s in enumerate(shape))
-
-
-def failure_node(song_id: str) -> str:
-    """Where a (song, model) failure is recorded under ``_failures/<model>/``: the song id, or for an id
-    that is not a valid path a name derived from it, the same in every process and export."""
-    try:
-        return validate_song_id(song_id)
-    except InvalidSongId:
-        return f"_invalid/{hashlib.sha1(song_id.encode()).hexdigest()}"
 
 
 def configuration_key(group_attrs: Mapping[str, Any]) -> tuple[str, str]:
@@ -143,6 +105,7 @@ class FeatureStore:
             raise StoreError(f"{self.url}: cannot open as a Zarr store ({e})") from e
         self.run_id = uuid.uuid4().hex
         self._leases: Leases | None = None
+        self._failures = Failures(self.root, self.url)
         attrs = self.root.attrs.asdict()
         if "schema_version" not in attrs:
             if mode == "r":
@@ -207,10 +170,9 @@ class FeatureStore:
         failures = len(self.failures(group))
         try:
             del self.root[group]
-            if f"{FAILURES}/{group}" in self.root:
-                del self.root[f"{FAILURES}/{group}"]
         except OSError as e:
             raise StoreError(f"cannot remove the {group} group from {self.url}: {e}") from e
+        self._failures.clear_model(group)
         return arrays, failures
 
     def size_on_disk(self, group: str) -> int:
@@ -311,35 +273,18 @@ class FeatureStore:
         if path in self.root:
             del self.root[path]
 
-    # -- failures --------------------------------------------------------------------------------
+    # -- failures (a unit of their own: failures.py) ---------------------------------------------
     def record_failure(self, model: str, song_id: str, error: str, error_type: str, source: Mapping[str, Any] | None) -> None:
         """Remember why (song, model) failed; one node per pair, so no shared metadata is rewritten."""
-        attrs = {"model": model, "song_id": song_id, "error": error, "error_type": error_type, "time": now_iso()}
-        if source is not None:
-            attrs["source"] = dict(source)
-        try:
-            self.root.require_group(f"{FAILURES}/{model}/{failure_node(song_id)}").attrs.update(attrs)
-        except OSError as e:
-            raise StoreError(f"cannot record a failure in {self.url}: {e}") from e
+        self._failures.record(model, song_id, error, error_type, source)
 
     def clear_failure(self, model: str, song_id: str) -> None:
-        path = f"{FAILURES}/{model}/{validate_song_id(song_id)}"
-        try:
-            if path in self.root:
-                del self.root[path]
-        except OSError as e:
-            raise StoreError(f"cannot update {self.url}: {e}") from e
+        """Forget (song, model)'s failure once it has been computed."""
+        self._failures.clear(model, song_id)
 
     def failures(self, model: str | None = None) -> list[dict[str, Any]]:
         """Every recorded failure, as dicts with model, song_id, error, error_type, time, source."""
-        if FAILURES not in self.root:
-            return []
-        out = []
-        for name, node in self.root[FAILURES].members(max_depth=None):
-            attrs = node.attrs.asdict()
-            if "error" in attrs and (model is None or attrs.get("model") == model):
-                out.append(attrs)
-        return sorted(out, key=lambda a: (a["model"], a["song_id"]))
+        return self._failures.list(model)
 
     # -- leases: which run works on which song ---------------------------------------------------
     @property

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from .errors import FstoreError
-from .store import FAILURES, FeatureStore
+from .failures import FAILURES
+from .store import FeatureStore
 
 SCHEMAS = ("root", "time", "group", "array", "failure")
 

@@ -81,6 +81,19 @@ def test_failures_are_recorded_and_cleared(tmp_path):
     assert store.failures() == []
 
 
+def test_failures_of_invalid_ids_clear_and_go_with_their_group(tmp_path):
+    store = FeatureStore(str(tmp_path / "s.zarr"), mode="a")
+    store.record_failure("m", "../escape", "not a valid path", "InvalidSongId", None)
+    store.record_failure("n", "x", "cannot decode", "AudioError", {"path": "x.wav"})
+    assert [f["song_id"] for f in store.failures("m")] == ["../escape"]
+    store.clear_failure("m", "../escape")  # stored under a derived node name: cleared through the same name
+    assert [(f["model"], f["source"]) for f in store.failures()] == [("n", {"path": "x.wav"})]
+    store.ensure_model("m", {"fingerprint": "0" * 64})
+    store.record_failure("m", "y", "boom", "RuntimeError", None)
+    assert store.remove_group("m") == (0, 1)
+    assert [f["model"] for f in FeatureStore(store.url).failures()] == ["n"]
+
+
 def test_reading_a_missing_or_foreign_store_is_a_clear_error(tmp_path):
     with pytest.raises(StoreError, match="no store"):
         FeatureStore(str(tmp_path / "absent.zarr"))

@@ -1,0 +1,70 @@
+"""Recorded failures: why a (song, model) pair could not be computed.
+
+One Zarr group per pair, ``_failures/<model>/<node>``, whose attributes say what failed
+and why; a pair's own node means recording one never rewrites shared metadata. The
+pipeline records and clears them, ``--retry-failed`` and the read API list them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Mapping
+
+from .errors import InvalidSongId, StoreError
+from .layout import FAILURES, now_iso, validate_song_id
+
+__all__ = ["FAILURES", "Failures", "failure_node"]
+
+
+def failure_node(song_id: str) -> str:
+    """Where a (song, model) failure is recorded under ``_failures/<model>/``: the song id, or for an id
+    that is not a valid path a name derived from it, the same in every process and export."""
+    try:
+        return validate_song_id(song_id)
+    except InvalidSongId:
+        return f"_invalid/{hashlib.sha1(song_id.encode()).hexdigest()}"
+
+
+class Failures:
+    """The failures recorded in one store's root group (``url`` names the store in errors)."""
+
+    def __init__(self, root: Any, url: str) -> None:
+        self.root = root
+        self.url = url
+
+    def record(self, model: str, song_id: str, error: str, error_type: str, source: Mapping[str, Any] | None) -> None:
+        """Remember why (song, model) failed, replacing what an earlier run recorded for the pair."""
+        attrs = {"model": model, "song_id": song_id, "error": error, "error_type": error_type, "time": now_iso()}
+        if source is not None:
+            attrs["source"] = dict(source)
+        try:
+            self.root.require_group(f"{FAILURES}/{model}/{failure_node(song_id)}").attrs.update(attrs)
+        except OSError as e:
+            raise StoreError(f"cannot record a failure in {self.url}: {e}") from e
+
+    def clear(self, model: str, song_id: str) -> None:
+        """Forget the pair's failure (it has been computed since); no-op when none is recorded."""
+        self._delete(f"{FAILURES}/{model}/{failure_node(song_id)}")
+
+    def clear_model(self, model: str) -> None:
+        """Forget every failure of a model group (the group is being replaced)."""
+        self._delete(f"{FAILURES}/{model}")
+
+    def list(self, model: str | None = None) -> list[dict[str, Any]]:
+        """Every recorded failure (of ``model`` only, if given), as dicts with model, song_id, error,
+        error_type, time, source, sorted by (model, song_id)."""
+        if FAILURES not in self.root:
+            return []
+        out = []
+        for _, node in self.root[FAILURES].members(max_depth=None):
+            attrs = node.attrs.asdict()
+            if "error" in attrs and (model is None or attrs.get("model") == model):
+                out.append(attrs)
+        return sorted(out, key=lambda a: (a["model"], a["song_id"]))
+
+    def _delete(self, path: str) -> None:
+        try:
+            if path in self.root:
+                del self.root[path]
+        except OSError as e:
+            raise StoreError(f"cannot update {self.url}: {e}") from e
