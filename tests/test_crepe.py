@@ -315,6 +315,15 @@ def test_options_are_validated() -> None:
     assert Crepe(precision="bf16").fingerprint != Crepe().fingerprint
 
 
+@pytest.mark.parametrize("precision, dtype", [("fp32", "float32"), ("bf16", "bfloat16"), ("fp16", "float16")])
+def test_the_network_computes_in_the_precision_the_base_resolves(precision: str, dtype: str) -> None:
+    import torch
+
+    ext = Crepe(capacity="tiny", precision=precision)
+    ext.load("cpu")
+    assert ext.torch_dtype == getattr(torch, dtype) == ext._net.dtype == ext._net.kernels[0].dtype
+
+
 def test_a_pure_tone_is_tracked_at_its_pitch(tiny: Crepe) -> None:
     t = np.arange(16000) / 16000
     out = tiny.extract((0.5 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32))

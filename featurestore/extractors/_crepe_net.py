@@ -28,7 +28,6 @@ from typing import Any
 
 import numpy as np
 
-from ..devices import torch_dtype
 from ._keras import read_weighted_layers
 
 #: capacity name -> crepe's capacity multiplier
@@ -74,17 +73,17 @@ class CrepeNet:
         ``(width, in, out)`` or Conv2D ``(width, 1, in, out)``.
     device : str
         torch device, "cpu" or "cuda[:N]".
-    precision : str
-        "fp32", "bf16" or "fp16": the dtype of the GEMMs and of the stored activations.
+    dtype : torch.dtype
+        float32, bfloat16 or float16: the dtype of the GEMMs and of the stored activations.
         Normalisation of the frames, the classifier and the sigmoid stay in float32.
     """
 
-    def __init__(self, weights: dict[str, list[np.ndarray]], device: str = "cpu", precision: str = "fp32") -> None:
+    def __init__(self, weights: dict[str, list[np.ndarray]], device: str = "cpu", dtype: Any = None) -> None:
         import torch
 
         self.torch = torch
         self.device = torch.device(device)
-        self.dtype = torch_dtype(precision)
+        self.dtype = torch.float32 if dtype is None else dtype
         mult = CAPACITIES[capacity_of(weights)]
         self.filters = tuple(f * mult for f in _FILTER_FACTORS)
 

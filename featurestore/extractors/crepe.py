@@ -156,7 +156,7 @@ class Crepe(TorchExtractor):
         if found != self.config.capacity:
             raise ValueError(f"crepe: {self.weights()[0].path} holds the {found} model, not {self.config.capacity}")
         self._device = torch.device(device)
-        self._net = CrepeNet(weights, device, self.config.precision)
+        self._net = CrepeNet(weights, device, self.torch_dtype)
 
     def activation(self, wave: np.ndarray) -> np.ndarray:
         """The network's outputs for every frame, computed batch by batch.

@@ -45,7 +45,7 @@ import numpy as np
 from ..weights import local_path, sha256_file
 from ._mert_weights import MERT_CONFIG_FILES, MERT_ENV, MERT_REPO, MERT_REVISION, mert_cached_snapshot, mert_snapshot
 from ._mert_hf import HOP, RECEPTIVE_FIELD, SAMPLE_RATE, build_model, read_do_normalize, read_snapshot_config
-from ..devices import MODEL_PRECISIONS, torch_dtype
+from ..devices import MODEL_PRECISIONS
 from .base import ExtractorConfig, TorchExtractor, TimeAxis, WeightFile, WeightsInfo, option
 
 #: hidden size and layer count of MERT-v1-95M, used before a snapshot is at hand
@@ -242,7 +242,7 @@ class Mert(TorchExtractor):
         self._num_layers = int(config.get("num_hidden_layers", _DEFAULT_LAYERS))
         self._do_normalize = read_do_normalize(self._folder)
         self._device = torch.device(device)
-        self._autocast = None if self.config.precision == "fp32" else torch_dtype(self.config.precision)
+        self._autocast = None if self.precision == "fp32" else self.torch_dtype
 
     @staticmethod
     def _statistics(x: Any) -> tuple[Any, Any]:

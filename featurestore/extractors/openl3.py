@@ -24,7 +24,7 @@ import numpy as np
 
 from ..weights import local_path
 from ._openl3_weights import OPENL3_ENV, OPENL3_URL, openl3_cache, openl3_weights
-from ..devices import MODEL_PRECISIONS, torch_dtype
+from ..devices import MODEL_PRECISIONS
 from .base import ExtractorConfig, TorchExtractor, TimeAxis, WeightFile, WeightsInfo, option
 
 SAMPLE_RATE = 48000
@@ -117,7 +117,7 @@ class OpenL3(TorchExtractor):
         from ._openl3_frontend import mel_filterbank
         from ._openl3_net import FastNet, read_keras_weights
 
-        dtype = torch_dtype(self.config.precision)
+        dtype = self.torch_dtype
         self._device = torch.device(device)
         self._net = FastNet(read_keras_weights(self.weights()[0].path), device, dtype)
         self._filterbank = torch.from_numpy(mel_filterbank()).to(self._device)
