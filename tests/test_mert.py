@@ -3,6 +3,7 @@ code, equality with transformers' HubertModel, refusals, windows, the offline me
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -268,7 +269,8 @@ def test_plan_windows_tiles_the_frames_on_the_grid():
     window_frames, overlap_frames = 2250, 375  # 30 s, 5 s
     for n in [400, 720000, 720080, 720081, 840000, 24000 * 61 + 17, 24000 * 1200 + 5]:
         windows = plan_windows(n, 30.0, 5.0)
-        assert windows[0].keep_from == 0 and windows[-1].keep_to == n_frames(n) and windows[-1].stop == n
+        assert windows[0].keep_from == 0 and windows[-1].keep_to == n_frames(n) and 0 <= n - windows[-1].stop < 320
+        assert len({w.stop - w.start for w in windows}) == 1  # one length: the song's windows are one batch
         for w in windows:
             assert w.start % 320 == 0 and w.stop - w.start <= 320 * (window_frames - 1) + 400
             assert w.first_frame <= w.keep_from < w.keep_to <= w.first_frame + n_frames(w.stop - w.start)
@@ -291,13 +293,52 @@ def test_windows_are_stitched_on_the_song_clock(normalize):
     assert len(windows) >= 5
     for w in windows:
         segment = wave[w.start : w.stop]
-        states = hubert_hidden_states(model, segment) if normalize == "window" else _states_raw(model, song[w.start : w.stop])
+        if normalize == "window":
+            states = hubert_hidden_states(model, segment)
+        else:  # the first GroupNorm takes its statistics over the whole song, as one pass does
+            with _song_group_norm(model, song):
+                states = _states_raw(model, song[w.start : w.stop])
         np.testing.assert_allclose(got[:, w.keep_from : w.keep_to], states[:, w.keep_from - w.first_frame : w.keep_to - w.first_frame],
                                    rtol=0, atol=1e-5)
     one_pass = loaded(layers="all", normalize=normalize).extract(wave)
     assert got.shape == one_pass.shape
     # the conv front end sees the same samples; only its GroupNorm statistics and the attention context differ
     assert np.abs(got[0] - one_pass[0]).mean() < np.abs(one_pass[0]).mean()
+
+
+@contextlib.contextmanager
+def _song_group_norm(model, song: np.ndarray):
+    """``model``'s first GroupNorm normalising with the statistics of ``song`` (float64) instead of its input's."""
+    import torch
+
+    layer = model.feature_extractor.conv_layers[0]
+    with torch.inference_mode():
+        y = layer.conv(torch.from_numpy(song)[None, None]).double()
+    mean, var = y.mean(dim=-1, keepdim=True), y.var(dim=-1, keepdim=True, correction=0)
+    norm = layer.layer_norm
+
+    def hook(module, args, output):
+        x = (args[0].double() - mean) / torch.sqrt(var + norm.eps)
+        return (x * norm.weight[:, None] + norm.bias[:, None]).float()
+
+    handle = norm.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def test_batch_of_songs_equals_each_song():
+    """Equal-length songs and the windows of a long song share model calls; each output is its single-song one."""
+    ext = loaded(layers="all", window_s=1.0, overlap_s=0.25)
+    waves = [test_signal(n, 24000, seed=i) for i, n in enumerate([21600, 21600, 24000 * 3 + 77, 12000])]
+    calls = []
+    ext._net.model.register_forward_pre_hook(lambda module, args: calls.append(tuple(args[0].shape)))
+    batched = ext.extract_batch(waves)
+    # one call for both 0.9-s songs, one for the 3-s song's four 1-s windows, one for the 0.5-s song
+    assert sorted(calls) == [(1, 12000), (2, 21600), (4, 24080)]
+    for got, wave in zip(batched, waves):
+        np.testing.assert_allclose(got, ext.extract(wave), rtol=0, atol=1e-5)
 
 
 def _states_raw(model, values: np.ndarray) -> np.ndarray:
@@ -370,7 +411,7 @@ def test_parity_with_mert_model_code(name):
 
 
 @pytest.mark.parametrize("precision", ["bf16"])
-def test_cpu_autocast_stays_close_to_fp32(precision):
+def test_cpu_low_precision_stays_close_to_fp32(precision):
     wave = test_signal(24000 * 2, 24000)
     fp32 = loaded().extract(wave)
     low = loaded(precision=precision).extract(wave)
@@ -386,7 +427,7 @@ def test_positional_conv_runs_in_fp32(precision):
 
     ext = loaded(precision=precision)
     seen = []
-    conv = ext._model.encoder.pos_conv_embed.inner.conv
+    conv = ext._net.model.encoder.pos_conv_embed.inner.conv
     conv.register_forward_pre_hook(lambda module, args: seen.append(args[0].dtype))
     ext.extract(test_signal(24000, 24000))
     assert seen == [torch.float32]
@@ -412,3 +453,25 @@ def test_last_and_its_index_are_one_configuration():
     assert last.fingerprint == index.fingerprint
     assert last.group_attrs()["config"]["layers"] == [2] == index.group_attrs()["config"]["layers"]
     assert Mert(model_path=str(tiny_snapshot()), layers="1").fingerprint != last.fingerprint
+
+
+def per_frame_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine similarity of matching frames along the last (feature) axis, float64."""
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
+
+
+@requires_shared
+@pytest.mark.parametrize("name", ["chirp", "sample"])
+def test_bf16_accuracy_gate(name):
+    """bf16 against fp32 on the real-music parity inputs: per-frame cosine >= 0.999 on every stored layer."""
+    folder = shared_path("parity", "mert")
+    wave = np.load(folder / f"{name}.npz")["audio24k"]
+    out = {}
+    for precision in ("fp32", "bf16"):
+        ext = Mert(model_path=str(folder / "snapshot"), layers="all", precision=precision)
+        ext.load("cpu")
+        out[precision] = ext.extract(wave)
+    cosine = per_frame_cosine(out["bf16"], out["fp32"])
+    assert cosine.shape == out["fp32"].shape[:2]
+    assert cosine.min() >= 0.999, cosine.min(axis=1)

@@ -142,13 +142,15 @@ def load_state_dict(weights: Path) -> dict[str, Any]:
 
 
 def build_model(config: dict[str, Any], weights: Path, device: str) -> Any:
-    """A ``HubertModel`` in eval mode on ``device`` holding the snapshot's weights.
+    """A float32 ``HubertModel`` in eval mode on ``device`` holding the snapshot's weights.
 
     The modules are created on the meta device and the checkpoint's tensors assigned to them,
     so no random initialisation is computed; loading is strict (a missing or unexpected
-    parameter is an error naming it).
+    parameter is an error naming it). The positional conv's weight norm is folded into its
+    weight (inference never changes it, so it need not be recomputed on every call).
     """
     import torch
+    from torch.nn.utils import parametrize
     from transformers import HubertModel
 
     with torch.device("meta"):
@@ -159,27 +161,7 @@ def build_model(config: dict[str, Any], weights: Path, device: str) -> Any:
             f"{weights} does not match the architecture in config.json: "
             f"missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}"
         )
-    model.encoder.pos_conv_embed = _Float32(model.encoder.pos_conv_embed)
+    parametrize.remove_parametrizations(model.encoder.pos_conv_embed.conv, "weight")
+    if model.config._attn_implementation != "sdpa":
+        raise RuntimeError(f"HubertModel chose attention {model.config._attn_implementation!r}, expected 'sdpa'")
     return model.to(device).eval()
-
-
-def _Float32(module: Any) -> Any:
-    """``module`` run in float32 with autocast off, whatever the precision around it.
-
-    The positional convolution (a grouped ``conv1d``, ~2 % of MERT's FLOPs) is where torch
-    2.13's bf16 kernels are not trustworthy: on AMX CPUs its bf16 grouped conv1d with
-    8 channels per group and kernel 16 returns garbage (max error 4.4 against values of 3.9,
-    while the same inputs rounded to bf16 and convolved in fp32 are off by 0.01).
-    """
-    import torch
-
-    class Float32(torch.nn.Module):
-        def __init__(self, inner: torch.nn.Module) -> None:
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            with torch.autocast(x.device.type, enabled=False):
-                return self.inner(x.float()).to(x.dtype)
-
-    return Float32(module)

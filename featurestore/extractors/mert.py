@@ -26,25 +26,31 @@ and the rest from the later one, so the time axis is continuous and exact. Windo
 evenly, the last ending at the song's end. Memory is bounded by one window whatever the
 length, plus the song and its output.
 
-Windows cannot equal one pass exactly even far from a seam: the first conv's GroupNorm
-normalises each channel over the whole input's time axis, so its statistics are per window
-(as in pre-training, whose inputs were 5-s crops). For the same reason the waveform
-normalisation hardly matters (a bias-free conv followed by that GroupNorm is invariant to the
-input's offset and scale, up to the epsilons); it is still selectable, whole song (as MARBLE
-does before its sliding windows) or per window (``normalize="window"``), and fingerprinted.
+The first conv's GroupNorm normalises each channel over the whole input's time axis, so a
+window would see statistics of the window only. With ``normalize="song"`` (the default) those
+statistics are computed over the whole song (the first conv is cheap and streamed) and given to
+every window, so windows see what one pass sees and only the attention context differs. A
+song's windows all have the same length and run as one batch; :meth:`Mert.extract_batch` stacks
+equal-length windows of several songs the same way (never padded: padding would enter those
+statistics). With ``normalize="window"`` each window normalises the waveform and takes the
+GroupNorm statistics on its own, as pre-training did on its 5-s crops.
+
+Precision: bf16/fp16 run the weights and activations in that dtype (no autocast), except the
+first conv layer and the positional convolution, which run in fp32 (see :mod:`._mert_net`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
 from ..weights import local_path, sha256_file
 from ._mert_weights import MERT_CONFIG_FILES, MERT_ENV, MERT_REPO, MERT_REVISION, mert_cached_snapshot, mert_snapshot
 from ._mert_hf import HOP, RECEPTIVE_FIELD, SAMPLE_RATE, build_model, read_do_normalize, read_snapshot_config
+from ._mert_net import MertNet
 from ..devices import MODEL_PRECISIONS
 from .base import ExtractorConfig, TorchExtractor, TimeAxis, WeightFile, WeightsInfo, option
 
@@ -54,6 +60,8 @@ _DEFAULT_LAYERS = 12
 #: Wav2Vec2FeatureExtractor's variance floor
 _NORM_EPS = 1e-7
 _NORMALIZE = ("song", "window")
+#: audio per model call (a batch of equal-length windows), on CPU and on CUDA: bounds the activations' memory
+_BATCH_SECONDS = {False: 60.0, True: 480.0}
 
 
 def normalize_layers(spec: Any) -> str | tuple[int, ...]:
@@ -136,24 +144,24 @@ def n_frames(n_samples: int) -> int:
 def plan_windows(n_samples: int, window_s: float, overlap_s: float) -> list[Window]:
     """Split ``n_samples`` into overlapping windows on the frame grid and say which frames each keeps.
 
-    A window of ``W`` frames spans ``320 (W - 1) + 400`` samples. The fewest windows whose
-    starts are at most ``W - O`` frames apart (``O`` = overlap in frames) are spread evenly
-    from the song's start to a last window ending at the song's end, so every overlap is at
-    least ``O`` frames (minus one for rounding). The kept ranges tile ``[0, n_frames(n_samples))``
-    exactly, cut in the middle of each overlap.
+    A window of ``W`` frames spans ``320 (W - 1) + 400`` samples; a song longer than that is cut
+    into windows of exactly that length (so a song's windows run as one batch). The fewest
+    windows whose starts are at most ``W - O`` frames apart (``O`` = overlap in frames) are
+    spread evenly from the song's start to a last window that holds the song's last frame (the
+    < 320 samples after it belong to no frame), so every overlap is at least ``O`` frames (minus
+    one for rounding). The kept ranges tile ``[0, n_frames(n_samples))`` exactly, cut in the
+    middle of each overlap.
     """
     frames_w = max(1, round(window_s * SAMPLE_RATE / HOP))
     step = max(1, frames_w - round(overlap_s * SAMPLE_RATE / HOP))
     length = HOP * (frames_w - 1) + RECEPTIVE_FIELD
     if n_samples <= length:
         return [Window(0, n_samples, 0, n_frames(n_samples))]
-    last = -(-(n_samples - length) // HOP)  # first frame of the window that ends at the song's end
+    last = (n_samples - length) // HOP  # first frame of the window whose last frame is the song's
     count = 1 + -(-last // step)
-    firsts = [round(i * last / (count - 1)) for i in range(count)]
-    stops = [HOP * f + length for f in firsts[:-1]] + [n_samples]
-    ends = [f + n_frames(stop - HOP * f) for f, stop in zip(firsts, stops)]
-    cuts = [0] + [(firsts[i + 1] + ends[i]) // 2 for i in range(count - 1)] + [ends[-1]]
-    return [Window(HOP * f, stop, cuts[i], cuts[i + 1]) for i, (f, stop) in enumerate(zip(firsts, stops))]
+    firsts = [round(i * last / (count - 1)) for i in range(count)] if count > 1 else [0]
+    cuts = [0] + [(firsts[i + 1] + firsts[i] + frames_w) // 2 for i in range(count - 1)] + [last + frames_w]
+    return [Window(HOP * f, HOP * f + length, cuts[i], cuts[i + 1]) for i, f in enumerate(firsts)]
 
 
 class Mert(TorchExtractor):
@@ -163,6 +171,8 @@ class Mert(TorchExtractor):
     weights_license: ClassVar[str] = "CC BY-NC 4.0 (m-a-p/MERT-v1-95M model card): non-commercial"
     Config: ClassVar[type[ExtractorConfig]] = MertConfig
     config: MertConfig
+    #: 2: song-wide first-GroupNorm statistics, equal-length windows, bf16 weights
+    implementation_version: ClassVar[str] = "2"
 
     # -- description -----------------------------------------------------------------------------
     @cached_property
@@ -238,51 +248,86 @@ class Mert(TorchExtractor):
         import torch
 
         config = read_snapshot_config(self._folder)
-        self._model = build_model(config, self.weights()[0].path, device)
-        self._num_layers = int(config.get("num_hidden_layers", _DEFAULT_LAYERS))
+        model = build_model(config, self.weights()[0].path, device)
+        self._net = MertNet(model, self.torch_dtype)
         self._do_normalize = read_do_normalize(self._folder)
         self._device = torch.device(device)
-        self._autocast = None if self.precision == "fp32" else self.torch_dtype
+        self._batch_samples = int(_BATCH_SECONDS[self._device.type == "cuda"] * SAMPLE_RATE)
 
     @staticmethod
-    def _statistics(x: Any) -> tuple[Any, Any]:
+    def _statistics(x: Any) -> tuple[float, float]:
         """(mean, sqrt(variance + 1e-7)) of a 1-D float32 tensor: Wav2Vec2FeatureExtractor's normalisation."""
         import torch
 
         var, mean = torch.var_mean(x, correction=0)
-        return mean, torch.sqrt(var + _NORM_EPS)
+        return float(mean), float(torch.sqrt(var + _NORM_EPS))
 
-    def _hidden_states(self, segment: Any) -> np.ndarray:
-        """Selected hidden states of one window, shape (L, frames, hidden), float32."""
+    def _jobs(self, song: int, wave: np.ndarray) -> list[_Job]:
+        """The model calls of one song: its windows, normalised, with the first GroupNorm's song statistics."""
         import torch
 
-        x = segment[None].to(self._device)
-        want_all = self.layer_indices != [self._num_layers]
-        with torch.autocast(self._device.type, dtype=self._autocast or torch.float32, enabled=self._autocast is not None):
-            out = self._model(x, output_hidden_states=want_all)
-        if want_all:
-            states = torch.stack([out.hidden_states[i][0] for i in self.layer_indices])
-        else:
-            states = out.last_hidden_state
-        return states.float().cpu().numpy()
+        x = torch.from_numpy(wave)
+        windows = plan_windows(wave.shape[0], self.config.window_s, self.config.overlap_s)
+        by_song = self.config.normalize == "song"
+        offset, scale = self._statistics(x) if self._do_normalize and by_song else (0.0, 1.0)
+        # one window is the whole song: its own statistics are the song's
+        stats = None
+        if by_song and len(windows) > 1 and self._net.song_stats_apply:
+            stats = self._net.norm_stats(x.to(self._device), offset, scale)
+        jobs = []
+        for w in windows:
+            segment = x[w.start : w.stop]
+            if self._do_normalize:
+                segment = (segment - offset) / scale if by_song else (segment - (s := self._statistics(segment))[0]) / s[1]
+            jobs.append(_Job(song, w, segment, stats))
+        return jobs
+
+    def _run(self, waves: list[np.ndarray]) -> list[np.ndarray]:
+        """Features of validated songs; equal-length windows (of one song or several) share model calls."""
+        import torch
+
+        outs = [np.empty((len(self.layer_indices), n_frames(w.shape[0]), self._arch[0]), np.float32) for w in waves]
+        with torch.inference_mode():
+            groups: dict[tuple[int, bool], list[_Job]] = {}
+            for song, wave in enumerate(waves):
+                for job in self._jobs(song, wave):
+                    groups.setdefault((len(job.segment), job.stats is None), []).append(job)
+            for (length, _), jobs in groups.items():
+                size = max(1, self._batch_samples // length)
+                for i in range(0, len(jobs), size):
+                    self._run_batch(jobs[i : i + size], outs)
+        return [out[0] if len(self.layer_indices) == 1 else out for out in outs]
+
+    def _run_batch(self, jobs: list[_Job], outs: list[np.ndarray]) -> None:
+        """One model call on equal-length windows; their kept frames written into ``outs``."""
+        import torch
+
+        batch = torch.stack([job.segment for job in jobs]).to(self._device)
+        stats = None
+        if jobs[0].stats is not None:
+            stats = tuple(torch.stack(parts) for parts in zip(*(job.stats for job in jobs)))
+        states = self._net.hidden_states(batch, self.layer_indices, stats).cpu().numpy()
+        for job, state in zip(jobs, states):
+            w = job.window
+            outs[job.song][:, w.keep_from : w.keep_to] = state[:, w.keep_from - w.first_frame : w.keep_to - w.first_frame]
 
     def _extract(self, wave: np.ndarray) -> np.ndarray:
-        import torch
+        return self._run([wave])[0]
 
-        n = wave.shape[0]
-        out = np.empty((len(self.layer_indices), n_frames(n), self._arch[0]), dtype=np.float32)
-        with torch.inference_mode():
-            x = torch.from_numpy(wave)
-            # whole-song statistics are applied window by window: no normalised copy of the song
-            song = self._statistics(x) if self._do_normalize and self.config.normalize == "song" else None
-            for w in plan_windows(n, self.config.window_s, self.config.overlap_s):
-                segment = x[w.start : w.stop]
-                if self._do_normalize:
-                    mean, scale = song or self._statistics(segment)
-                    segment = (segment - mean) / scale
-                states = self._hidden_states(segment)
-                out[:, w.keep_from : w.keep_to] = states[:, w.keep_from - w.first_frame : w.keep_to - w.first_frame]
-        return out[0] if len(self.layer_indices) == 1 else out
+    def _extract_batch(self, waves: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Windows of the same length (a long song's windows; songs of equal length) share model calls,
+        up to ``_BATCH_SECONDS`` of audio; windows of different lengths are never padded into one call
+        (the first GroupNorm's statistics would include the padding)."""
+        return self._run(list(waves))
+
+@dataclass(frozen=True)
+class _Job:
+    """One window of one song, normalised, ready for the model."""
+
+    song: int
+    window: Window
+    segment: Any  # torch.Tensor (n,), float32
+    stats: tuple[Any, Any] | None  # the first GroupNorm's song statistics, or None for the window's own
 
 
 __all__ = ["Mert", "MertConfig", "Window", "n_frames", "normalize_layers", "parse_layers", "plan_windows"]
