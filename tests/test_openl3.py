@@ -109,6 +109,20 @@ def test_chunked_windows_equal_one_batch(random_h5, monkeypatch):
     np.testing.assert_allclose(ext.extract(wave), whole, rtol=1e-5, atol=1e-5)
 
 
+def test_extract_batch_equals_per_song(random_h5):
+    """Windows of several short songs share batches; each song's embeddings stay its own."""
+    from featurestore.testing import test_signal
+
+    ext = OpenL3(weights_path=str(random_h5))
+    ext.load("cpu")
+    waves = [test_signal(n, 48000) for n in (48000, 30000, 48000 * 2 + 4800 * 3 + 7)]
+    batched = ext.extract_batch(waves)
+    assert [b.shape for b in batched] == [ext.output_shape(len(w)) for w in waves]
+    for got, wave in zip(batched, waves):
+        np.testing.assert_allclose(got, ext.extract(wave), rtol=1e-5, atol=1e-5)
+    assert ext.extract_batch([]) == []
+
+
 def test_fast_net_equals_plain_conv_net(random_h5):
     import torch
 

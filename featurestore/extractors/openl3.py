@@ -18,7 +18,7 @@ Long files: windows are views of the padded signal and are framed, transformed a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
@@ -129,15 +129,23 @@ class OpenL3(TorchExtractor):
         return self._net(melspectrogram_db(windows.to(self._device), self._filterbank))
 
     def _extract(self, wave: np.ndarray) -> np.ndarray:
+        return self._extract_batch([wave])[0]
+
+    def _extract_batch(self, waves: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Windows of consecutive songs fill each network batch of ``WINDOW_BATCH`` (short songs share one);
+        every window is embedded on its own, so each song's result equals ``extract(song)``. Windows stay
+        views of each song until their batch is stacked: memory is one batch whatever the lengths."""
         import torch
 
-        windows = frame_signal(wave)
-        out = np.empty((windows.shape[0], EMBEDDING), dtype=np.float32)
+        framed = [frame_signal(wave) for wave in waves]
+        outs = [np.empty((f.shape[0], EMBEDDING), dtype=np.float32) for f in framed]
+        slots = [(song, i) for song, f in enumerate(framed) for i in range(f.shape[0])]
         with torch.inference_mode():
-            for start in range(0, windows.shape[0], WINDOW_BATCH):
-                chunk = torch.from_numpy(windows[start : start + WINDOW_BATCH].copy())
-                out[start : start + chunk.shape[0]] = self.embed_windows(chunk).cpu().numpy()
-        return out
-
+            for start in range(0, len(slots), WINDOW_BATCH):
+                batch = slots[start : start + WINDOW_BATCH]
+                chunk = torch.from_numpy(np.stack([framed[song][i] for song, i in batch]))
+                for (song, i), row in zip(batch, self.embed_windows(chunk).cpu().numpy()):
+                    outs[song][i] = row
+        return outs
 
 __all__ = ["OpenL3", "OpenL3Config", "frame_signal", "n_frames"]
