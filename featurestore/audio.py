@@ -14,8 +14,10 @@ Every failure is an :class:`~featurestore.errors.AudioError` naming the file and
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
@@ -162,22 +164,51 @@ def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
 
 
 class SongAudio:
-    """One song's audio for one pass of the pipeline: decoded once, resampled once per rate."""
+    """One song's audio for one pass of the pipeline: decoded once, resampled once per rate.
+
+    A failed decode is remembered: every later access raises the same :class:`AudioError`,
+    without reading the file again. ``seconds`` is the time spent decoding and resampling.
+    """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._audio: Audio | None = None
+        self._error: AudioError | OSError | None = None
         self._by_rate: dict[int, np.ndarray] = {}
+        self.seconds = 0.0
 
     @property
     def audio(self) -> Audio:
+        if self._error is not None:
+            raise self._error
         if self._audio is None:
-            self._audio = decode(self.path)
+            start = time.perf_counter()
+            try:
+                self._audio = decode(self.path)
+            except (AudioError, OSError) as e:
+                self._error = e
+                raise
+            finally:
+                self.seconds += time.perf_counter() - start
         return self._audio
 
     @property
     def duration_s(self) -> float:
         return self.audio.duration_s
+
+    def prepare(self, rates: Iterable[int]) -> None:
+        """Decode and resample to ``rates`` now (ahead of use); a failure is kept for the first use to raise."""
+        try:
+            for rate in rates:
+                self.at(rate)
+        except (AudioError, OSError):
+            pass
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held: the decoded samples and every resampled copy."""
+        held = self._audio.samples.nbytes if self._audio is not None else 0
+        return held + sum(a.nbytes for a in self._by_rate.values())
 
     def forget(self, rate: int) -> None:
         """Drop the copy at ``rate`` (the pipeline calls this after the last model at that rate)."""
@@ -187,5 +218,7 @@ class SongAudio:
         """Mono float32 samples at ``rate`` Hz, shape (n,); computed once per rate."""
         if rate not in self._by_rate:
             a = self.audio
+            start = time.perf_counter()
             self._by_rate[rate] = resample(a.samples, a.sample_rate, rate)
+            self.seconds += time.perf_counter() - start
         return self._by_rate[rate]

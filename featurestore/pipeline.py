@@ -13,14 +13,15 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 
 from .audio import SongAudio
 from .discover import AudioFile, source_info, source_unchanged
 from .errors import AudioError, AudioTooShort, FstoreError, InvalidSongId, StoreError
 from .export import write_npy
-from .extractors.base import Extractor, ExtractorConfig
+from .extractors.base import Extractor, ExtractorConfig, TorchExtractor
+from .prefetch import Prefetcher
 from .store import FeatureStore
 
 MAX_IN_FLIGHT = 1024  # songs submitted ahead to a pool or cluster: keeps every worker busy, bounds the queue
@@ -201,55 +202,94 @@ def _recorded_failures(store: FeatureStore, options: RunOptions) -> frozenset[tu
 
 
 def process_song(store: FeatureStore, file: AudioFile, extractors: Sequence[Extractor], options: RunOptions,
-                 on_result: Callable[[Result], None]) -> float:
-    """Decode one file once and run every model that needs it; return the decode seconds.
+                 on_result: Callable[[Result], None], audio: SongAudio | None = None) -> float:
+    """Decode one file once and run every model that needs it; return the decode + resample seconds.
 
-    Each (song, model) outcome goes to ``on_result`` as soon as it is written. A file that
-    cannot be read or decoded is one failure per model that needed it, recorded once each.
+    ``audio`` is the song already decoded ahead (see :mod:`.prefetch`), or None to decode it
+    here. Each (song, model) outcome goes to ``on_result`` as soon as it is written. A file
+    that cannot be read or decoded is one failure per model that needed it, recorded once each.
+    Models that do not run on ``options.device`` (CPU-only ones, while torch models use a GPU)
+    run in a thread beside the others, so the GPU does not wait for them.
     """
-    audio = SongAudio(file.path)
-    t_dec = time.perf_counter()
+    audio = audio if audio is not None else SongAudio(file.path)
     source: dict[str, Any] | None = None
     try:
         source = source_info(file)
-        duration = audio.duration_s  # decodes
+        duration = audio.duration_s  # decodes (or raises the failure of a decode ahead)
         source["decoder"] = audio.audio.decoder
     except (AudioError, OSError) as e:
         reason = e.reason if isinstance(e, AudioError) else f"cannot read ({e})"
         for ext in extractors:
             store.record_failure(options.group(ext), file.song_id, reason, type(e).__name__, source)
             on_result(Result(file.song_id, options.group(ext), "failed", error=reason, path=file.relative))
-        return time.perf_counter() - t_dec
-    decode_seconds = time.perf_counter() - t_dec
+        return audio.seconds
+
+    def compute(ext: Extractor) -> Result:
+        return _compute_and_write(store, file, ext, audio.at(ext.time_axis.sample_rate), duration, source, options)
+
+    beside = [e for e in extractors if not runs_on(e, options.device)] if options.device != "cpu" else []
+    if beside:
+        for rate in {e.time_axis.sample_rate for e in extractors}:
+            audio.at(rate)  # resampled here, before two threads read the copies
+        pending = [_beside_pool().submit(compute, ext) for ext in beside]
+        for ext in extractors:
+            if ext not in beside:
+                on_result(compute(ext))
+        for future in pending:
+            on_result(future.result())
+        return audio.seconds
     last_use = {ext.time_axis.sample_rate: i for i, ext in enumerate(extractors)}
     for i, ext in enumerate(extractors):
-        group = options.group(ext)
-        t = time.perf_counter()
-        try:
-            wave = audio.at(ext.time_axis.sample_rate)
-            data = ext.extract(wave)
-            attrs = song_attrs(ext, int(wave.shape[0]), duration, source, options.dtype)
-            store.write(group, file.song_id, data, ext.dims, attrs, dtype=options.dtype)
-            store.clear_failure(group, file.song_id)
-            result = Result(file.song_id, group, "done", time.perf_counter() - t, data.shape, duration,
-                            path=file.relative, frame_rate_hz=ext.time_axis.frame_rate_hz)
-        except StoreError:
-            raise
-        except (AudioError, AudioTooShort, InvalidSongId, FstoreError, OSError, ValueError, RuntimeError, MemoryError) as e:
-            reason = e.reason if isinstance(e, AudioError) else str(e)
-            store.record_failure(group, file.song_id, reason, type(e).__name__, source)
-            result = Result(file.song_id, group, "failed", time.perf_counter() - t, error=reason, path=file.relative)
-        else:
-            if options.output_base is not None:
-                try:
-                    write_npy(options.output_base, group, file.song_id, data)
-                except OSError as e:  # the store holds the result: only the copy failed
-                    result = Result(file.song_id, group, "failed", result.seconds, data.shape, duration,
-                                    error=f"stored, but the .npy export failed: {e}", path=file.relative)
+        result = compute(ext)
         if last_use[ext.time_axis.sample_rate] == i:
             audio.forget(ext.time_axis.sample_rate)  # long songs: hold one resampled copy at a time
         on_result(result)
-    return decode_seconds
+    return audio.seconds
+
+
+def runs_on(ext: Extractor, device: str) -> bool:
+    """Whether ``ext`` computes on ``device``: torch models do; the others (numpy, onnxruntime) run on the CPU."""
+    return device == "cpu" or isinstance(ext, TorchExtractor)
+
+
+_beside_lock = threading.Lock()
+_beside: ThreadPoolExecutor | None = None
+
+
+def _beside_pool() -> ThreadPoolExecutor:
+    """One thread per process for the CPU-only models of songs whose torch models use a GPU."""
+    global _beside
+    with _beside_lock:
+        if _beside is None:
+            _beside = ThreadPoolExecutor(1, thread_name_prefix="fstore-cpu-models")
+        return _beside
+
+
+def _compute_and_write(store: FeatureStore, file: AudioFile, ext: Extractor, wave: Any, duration: float,
+                       source: dict[str, Any], options: RunOptions) -> Result:
+    """One (song, model): extract, write the array (and the .npy copy), or record the failure."""
+    group = options.group(ext)
+    t = time.perf_counter()
+    try:
+        data = ext.extract(wave)
+        attrs = song_attrs(ext, int(wave.shape[0]), duration, source, options.dtype)
+        store.write(group, file.song_id, data, ext.dims, attrs, dtype=options.dtype)
+        store.clear_failure(group, file.song_id)
+        result = Result(file.song_id, group, "done", time.perf_counter() - t, data.shape, duration,
+                        path=file.relative, frame_rate_hz=ext.time_axis.frame_rate_hz)
+    except StoreError:
+        raise
+    except (AudioError, AudioTooShort, InvalidSongId, FstoreError, OSError, ValueError, RuntimeError, MemoryError) as e:
+        reason = e.reason if isinstance(e, AudioError) else str(e)
+        store.record_failure(group, file.song_id, reason, type(e).__name__, source)
+        return Result(file.song_id, group, "failed", time.perf_counter() - t, error=reason, path=file.relative)
+    if options.output_base is not None:
+        try:
+            write_npy(options.output_base, group, file.song_id, data)
+        except OSError as e:  # the store holds the result: only the copy failed
+            return Result(file.song_id, group, "failed", result.seconds, data.shape, duration,
+                          error=f"stored, but the .npy export failed: {e}", path=file.relative)
+    return result
 
 
 @dataclass(frozen=True)
@@ -262,8 +302,8 @@ class SongOutcome:
 
 
 def work_on_song(store: FeatureStore, file: AudioFile, extractors: Sequence[Extractor], options: RunOptions,
-                 failed: frozenset[tuple[str, str]], run_id: str) -> SongOutcome:
-    """Skip, or claim under ``run_id`` and process, one song."""
+                 failed: frozenset[tuple[str, str]], run_id: str, audio: SongAudio | None = None) -> SongOutcome:
+    """Skip, or claim under ``run_id`` and process, one song (``audio``: decoded ahead, or None)."""
     results: list[Result] = []
     todo, cached = _todo(store, file, extractors, options, failed)
     if not todo:
@@ -274,7 +314,7 @@ def work_on_song(store: FeatureStore, file: AudioFile, extractors: Sequence[Extr
         # decided again under the lease: another run may have finished the song meanwhile
         todo, cached = _todo(store, file, extractors, options, failed)
         results.extend(cached)
-        decode_seconds = process_song(store, file, todo, options, results.append) if todo else 0.0
+        decode_seconds = process_song(store, file, todo, options, results.append, audio) if todo else 0.0
     finally:
         store.release(file.song_id, run_id)  # a no-op unless this run holds the lease (also after an interrupt)
     return SongOutcome(tuple(results), decode_seconds)
@@ -313,9 +353,17 @@ class _LocalTask:
     run: _Run
     store: FeatureStore
     extractors: tuple[Extractor, ...]
+    prefetcher: Prefetcher | None = None
 
     def __call__(self, file: AudioFile) -> SongOutcome:
-        return work_on_song(self.store, file, self.extractors, self.run.options, self.run.failed, self.run.run_id)
+        audio = self.prefetcher.take(file) if self.prefetcher is not None else None
+        return work_on_song(self.store, file, self.extractors, self.run.options, self.run.failed, self.run.run_id,
+                            audio)
+
+    def rates(self, file: AudioFile) -> list[int]:
+        """The sample rates ``file`` is needed at by the models that still have to compute it."""
+        todo, _ = _todo(self.store, file, self.extractors, self.run.options, self.run.failed)
+        return sorted({ext.time_axis.sample_rate for ext in todo})
 
 
 @dataclass(frozen=True)
@@ -382,7 +430,8 @@ def run(store: FeatureStore, files: Iterable[AudioFile], extractors: Sequence[Ex
     """Extract every ``extractor`` for every file into ``store``.
 
     Each song is one task for ``executor``: none (or :class:`SyncExecutor`) runs them here,
-    one after another, with the extractors loaded on ``options.device``; a
+    one after another, with the extractors loaded on ``options.device`` and the next songs
+    decoded ahead in a thread (:mod:`.prefetch`); a
     ``concurrent.futures.Executor`` (a ``ProcessPoolExecutor``, or a Dask cluster's
     ``client.get_executor()``) runs them in workers, which load the models once per process
     and write their songs' arrays to the store themselves (so the store URL and the audio
@@ -408,7 +457,7 @@ def run(store: FeatureStore, files: Iterable[AudioFile], extractors: Sequence[Ex
         summary.add(r)
         reporter.result(r)
 
-    def run_pass(batch: list[AudioFile]) -> list[AudioFile]:
+    def run_pass(task: Callable[[AudioFile], SongOutcome], batch: list[AudioFile]) -> list[AudioFile]:
         busy = []
         for file, outcome in _outcomes(executor, task, batch):
             summary.decode_seconds += outcome.decode_seconds
@@ -429,15 +478,19 @@ def run(store: FeatureStore, files: Iterable[AudioFile], extractors: Sequence[Ex
         shared = _Run(store.url, store.storage_options, store.run_id, tuple((e.name, e.config) for e in extractors),
                       replace(options, overwrite=False),  # replaced once, here: workers must not replace again
                       _recorded_failures(store, options))
-        task: Callable[[AudioFile], SongOutcome]
         if isinstance(executor, SyncExecutor):
             for ext in extractors:
                 ext.load(options.device)
-            task = _LocalTask(shared, store, tuple(extractors))
+            local = _LocalTask(shared, store, tuple(extractors))
+            # the next songs are decoded while one computes; songs another run held are retried without
+            with Prefetcher(files, local.rates) as prefetcher:
+                busy = run_pass(replace(local, prefetcher=prefetcher), files)
+            busy = run_pass(local, busy)
         else:
-            task = _RemoteTask(shared)
-        # songs another run held: try once more, then leave them to that run
-        for file in run_pass(run_pass(files)):
+            remote = _RemoteTask(shared)
+            busy = run_pass(remote, run_pass(remote, files))
+        # songs another run held twice: left to that run
+        for file in busy:
             for ext in extractors:
                 report(Result(file.song_id, options.group(ext), "skipped", error="in progress in another run",
                               path=file.relative))
