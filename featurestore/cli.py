@@ -144,6 +144,21 @@ def _print_plan(work, found, unavailable: dict[str, str], as_json: bool) -> None
         out.print(f"unavailable {model}: {message}", markup=False, highlight=False)
 
 
+def parse_workers(value: str, device: str) -> int:
+    """``--workers``: a count of local processes, or ``auto`` (:func:`.devices.auto_workers`)."""
+    from .devices import auto_workers
+
+    if value.strip().lower() == "auto":
+        return auto_workers(device)
+    try:
+        count = int(value)
+    except ValueError:
+        count = -1
+    if count < 0:
+        raise typer.BadParameter(f"{value!r}: use a number of processes (0: this process) or auto", param_hint="--workers")
+    return count
+
+
 @contextmanager
 def make_executor(workers: int, dask_scheduler: str | None) -> Iterator[Executor | None]:
     """None (work in this process), a local process pool, or a Dask cluster's executor."""
@@ -196,7 +211,7 @@ def extract(
     device: Annotated[str, typer.Option("--device", metavar="[auto|cpu|cuda|cuda:N]", help="Where the torch models run; auto takes CUDA when available.")] = "auto",
     precision: Annotated[Precision, typer.Option("--precision", help="For the models that have one: auto is fp32 on CPU (exact), bf16 on CUDA.")] = Precision.auto,
     option: Annotated[Optional[list[str]], typer.Option("--option", "-o", help="Any model's option as MODEL.FIELD=VALUE (repeatable), e.g. -o mert.window_s=10 (the fields of each model are listed in the README).", rich_help_panel=MODEL_PANEL)] = None,
-    workers: Annotated[int, typer.Option("--workers", min=0, help="Worker processes on this machine, each with its own models (0: work in this process).")] = 0,
+    workers: Annotated[str, typer.Option("--workers", help="Worker processes on this machine, each with its own models: N, 0 (work in this process) or auto (one per 4 cores and 3 GiB of free memory on a CPU; 0 on a GPU).")] = "0",
     dask_scheduler: Annotated[Optional[str], typer.Option("--dask-scheduler", help="Address of a Dask scheduler (tcp://host:8786): every song becomes a task on its workers, which must see --audio-dir and --store.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="A line per file and model: shape, time, rate.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and the summary.")] = False,
@@ -225,6 +240,12 @@ def extract(
         check_precision_supported(precision, device)
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--device / --precision") from e
+    processes = parse_workers(workers, device)
+    if workers.strip().lower() == "auto":
+        from .devices import usable_cores
+
+        console.print(f"--workers auto: {f'{processes} processes' if processes else 'this process'}, "
+                      f"{usable_cores() // max(1, processes)} threads each, on {device}")
     dtype = dtype.value
     target = _open_for_writing(store, dry_run)
     inputs = paths + ([str(audio_dir)] if audio_dir is not None else [])
@@ -303,7 +324,7 @@ def extract(
     code = 0
     signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
-        with make_executor(workers, dask_scheduler) as executor:
+        with make_executor(processes, dask_scheduler) as executor:
             summary = pipeline.run(target, found.files, extractors, run_options, reporter, executor=executor)
     except KeyboardInterrupt:
         code = 130

@@ -82,3 +82,51 @@ def check_precision_supported(precision: str, device: str) -> None:
     if precision == "bf16" and flags is not None and not flags & {"avx512_bf16", "amx_bf16"}:
         raise ValueError("--precision bf16: this CPU has no bf16 instructions (neither avx512_bf16 nor amx_bf16 in "
                          "/proc/cpuinfo), so bf16 would be slower than fp32 and less exact; use fp32")
+
+
+#: memory budgeted per local worker process: the four models loaded plus MERT's activations
+#: (a 60-s batch of windows) and a long song's audio, measured at ~2.1 GiB peak for a
+#: 20-minute song on CPU
+WORKER_MEMORY_BYTES = 3 << 30
+#: torch threads a CPU worker should have at least: its GEMMs and convolutions scale to about
+#: this many cores; more processes with fewer threads each stop gaining and cost memory
+WORKER_MIN_THREADS = 4
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity mask where the OS has one, else all)."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to new processes (Linux ``MemAvailable``), or None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def auto_workers(device: str, cores: int | None = None, memory: int | None = None) -> int:
+    """Local worker processes for ``--workers auto``: 0 (work in this process) or N >= 2.
+
+    On a GPU: 0. One process owns the device; it decodes ahead and runs the CPU-only models
+    in a thread beside the GPU's. On a CPU: one process per ``WORKER_MIN_THREADS`` cores, at
+    most one per ``WORKER_MEMORY_BYTES`` of available memory; 0 when that makes one process.
+    """
+    if device != "cpu":
+        return 0
+    cores = usable_cores() if cores is None else cores
+    memory = available_memory() if memory is None else memory
+    processes = cores // WORKER_MIN_THREADS
+    if memory is not None:
+        processes = min(processes, memory // WORKER_MEMORY_BYTES)
+    return processes if processes >= 2 else 0
