@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any, Mapping
 
+from ._listing import node_metadata
 from .errors import InvalidSongId, StoreError
 from .layout import FAILURES, now_iso, validate_song_id
 
@@ -53,14 +54,12 @@ class Failures:
     def list(self, model: str | None = None) -> list[dict[str, Any]]:
         """Every recorded failure (of ``model`` only, if given), as dicts with model, song_id, error,
         error_type, time, source, sorted by (model, song_id)."""
-        if FAILURES not in self.root:
-            return []
-        out = []
-        for _, node in self.root[FAILURES].members(max_depth=None):
-            attrs = node.attrs.asdict()
-            if "error" in attrs and (model is None or attrs.get("model") == model):
-                out.append(attrs)
-        return sorted(out, key=lambda a: (a["model"], a["song_id"]))
+        try:  # the nodes' metadata in bulk: opening node by node costs round trips per failure
+            nodes = node_metadata(self.root, FAILURES if model is None else f"{FAILURES}/{model}")
+        except OSError as e:
+            raise StoreError(f"{self.url}/{FAILURES}: cannot list ({e})") from e
+        out = [doc["attributes"] for doc in nodes.values() if doc is not None and "error" in (doc.get("attributes") or {})]
+        return sorted((a for a in out if model is None or a.get("model") == model), key=lambda a: (a["model"], a["song_id"]))
 
     def _delete(self, path: str) -> None:
         try:

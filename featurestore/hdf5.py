@@ -138,6 +138,10 @@ class H5Store:
     def model_attrs(self, model: str) -> dict[str, Any]:
         return _get_attrs(self._h5[model])
 
+    def song_states(self, model: str) -> dict[str, bool]:
+        """Song id → complete: an export holds complete arrays only."""
+        return dict.fromkeys(self.songs(model), True)
+
     def songs(self, model: str, complete_only: bool = True) -> list[str]:
         import h5py
 

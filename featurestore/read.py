@@ -183,15 +183,15 @@ class StoreReader:
 
     def info(self) -> dict[str, Any]:
         """Per model: complete and incomplete song counts, frame rate, dims; plus failures."""
-        out: dict[str, Any] = {"url": self.url, "models": {}, "failures": len(self.failures())}
+        failures = self.failures()
+        out: dict[str, Any] = {"url": self.url, "models": {}, "failures": len(failures)}
         for model in self.models():
             attrs = self.model_attrs(model)
-            complete = self._store.songs(model)
-            everything = self._store.songs(model, complete_only=False)
+            complete = list(self._store.song_states(model).values())
             out["models"][model] = {
-                "songs": len(complete),
-                "incomplete": len(everything) - len(complete),
-                "failed": len(self.failures(model)),
+                "songs": sum(complete),
+                "incomplete": len(complete) - sum(complete),
+                "failed": sum(f["model"] == model for f in failures),
                 "frame_rate_hz": attrs.get("frame_rate_hz"),
                 "hop_s": attrs.get("hop_s"),
                 "t0_s": attrs.get("t0_s"),

@@ -25,11 +25,12 @@ naming rules all three share are in :mod:`.layout`. It knows nothing of models.
 from __future__ import annotations
 
 import uuid
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
 from .errors import ConfigurationMismatch, InvalidSongId, StoreError
+from ._listing import node_metadata, prefix_size
 from .failures import Failures
 from .layout import FAILURES, now_iso, validate_song_id
 from .leases import LEASES, Leases
@@ -90,13 +91,11 @@ class FeatureStore:
     """
 
     def __init__(self, url: str, mode: str = "r", storage_options: Mapping[str, Any] | None = None) -> None:
-        import zarr
-
         self.url = str(url)
         self.mode = mode
         self.storage_options = dict(storage_options) if storage_options else None
         try:
-            self.root = zarr.open_group(self.url, mode=mode, storage_options=dict(storage_options or {}) or None)
+            self.root = self._open_root(mode)
         except FileNotFoundError as e:
             raise StoreError(f"{self.url}: no store here") from e
         except OSError as e:
@@ -122,6 +121,19 @@ class FeatureStore:
             raise StoreError(f"{self.url}: written by a newer fstore (schema {attrs['schema_version']}); upgrade fstore")
         elif attrs["schema_version"] < SCHEMA_VERSION and mode != "r":
             self._write_root_attrs({"schema_version": SCHEMA_VERSION, "upgraded_from": attrs["schema_version"]})
+
+    def _open_root(self, mode: str) -> Any:
+        """The root group; with ``mode="a"``, one that another run created at the same moment is opened."""
+        import zarr
+        from zarr.errors import ContainsGroupError
+
+        options = dict(self.storage_options or {}) or None
+        try:
+            return zarr.open_group(self.url, mode=mode, storage_options=options)
+        except ContainsGroupError:  # created by another run between zarr's look and its create
+            if mode != "a":
+                raise
+            return zarr.open_group(self.url, mode="r+", storage_options=options)
 
     def _write_root_attrs(self, attrs: Mapping[str, Any]) -> None:
         try:
@@ -156,8 +168,13 @@ class FeatureStore:
         if replace and group in self.root:
             removed = self.remove_group(group)
         self.check_model(group, attrs)
+        from zarr.errors import ContainsGroupError
+
         try:
-            node = self.root.require_group(group)
+            try:
+                node = self.root.require_group(group)
+            except ContainsGroupError:  # another run's coordinator created it between zarr's look and its create
+                node = self.root[group]
             if node.attrs.asdict() != dict(attrs):
                 node.attrs.put(dict(attrs))
         except OSError as e:
@@ -177,30 +194,23 @@ class FeatureStore:
 
     def size_on_disk(self, group: str) -> int:
         """Bytes the group's arrays take in the store (compressed chunks and metadata)."""
-        from zarr.core.sync import sync
-
-        return int(sync(self.root.store.getsize_prefix(group)))
+        return prefix_size(self.root, group)
 
     # -- songs -----------------------------------------------------------------------------------
-    def _iter_arrays(self, model: str) -> Iterator[tuple[str, Any]]:
-        import zarr
+    def song_states(self, model: str) -> dict[str, bool]:
+        """Every array of ``model``: song id → complete (an unreadable array metadata counts as incomplete).
 
-        if model not in self.root:
-            return
-        group = self.root[model]
+        Reads the arrays' metadata in bulk (:mod:`._listing`) rather than opening node by node."""
         try:
-            members = list(group.members(max_depth=None))
-        except Exception as e:
+            nodes = node_metadata(self.root, model)
+        except OSError as e:
             raise StoreError(f"{self.url}/{model}: cannot list ({e})") from e
-        for name, node in members:
-            if isinstance(node, zarr.Array):
-                yield name, node
+        return {name: doc is not None and (doc.get("attributes") or {}).get("complete") is True
+                for name, doc in nodes.items() if doc is None or doc.get("node_type") == "array"}
 
     def songs(self, model: str, complete_only: bool = True) -> list[str]:
         """Song ids stored for ``model`` (only complete arrays unless ``complete_only=False``)."""
-        return sorted(
-            name for name, arr in self._iter_arrays(model) if not complete_only or arr.attrs.get("complete") is True
-        )
+        return sorted(song for song, complete in self.song_states(model).items() if complete or not complete_only)
 
     def array(self, model: str, song_id: str, complete_only: bool = True) -> Any | None:
         """The zarr array of (model, song), or None when absent, unreadable or (by default) incomplete."""
