@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import time
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -98,4 +101,87 @@ class Unobtainable(FakeFrames):
                                  how="pass --unobtainable-weights PATH")
 
 
-FAKES = {"fake": "tests.fakes:FakeFrames", "slow": "tests.fakes:SlowFrames", "unobtainable": "tests.fakes:Unobtainable"}
+#: where :class:`Counted` extractors log each computed song, and how long each computation takes (seconds)
+COMPUTE_LOG_ENV, COMPUTE_S_ENV = "FSTORE_TEST_COMPUTE_LOG", "FSTORE_TEST_COMPUTE_S"
+
+
+class Counted:
+    """Mixin: after computing, wait $FSTORE_TEST_COMPUTE_S, then append ``<model> <pid> <input digest>`` to
+    $FSTORE_TEST_COMPUTE_LOG, so that tests count computations per song across processes."""
+
+    name: ClassVar[str]
+
+    def _extract(self, wave: np.ndarray) -> np.ndarray:
+        out = super()._extract(wave)  # type: ignore[misc]
+        time.sleep(float(os.environ.get(COMPUTE_S_ENV, "0")))
+        with open(os.environ[COMPUTE_LOG_ENV], "a") as f:  # one short O_APPEND write per line
+            f.write(f"{self.name} {os.getpid()} {hashlib.sha1(wave.tobytes()).hexdigest()[:16]}\n")
+        return out
+
+
+class CountedFrames(Counted, FakeFrames):
+    name: ClassVar[str] = "cfake"
+
+
+class CountedSlow(Counted, SlowFrames):
+    name: ClassVar[str] = "cslow"
+
+
+FAKES = {"fake": "tests.fakes:FakeFrames", "slow": "tests.fakes:SlowFrames", "unobtainable": "tests.fakes:Unobtainable",
+         "cfake": "tests.fakes:CountedFrames", "cslow": "tests.fakes:CountedSlow"}
+
+
+#: ``python -c RUNNER extract ...`` is ``fstore extract`` with the counted extractors registered
+COUNTED = ("cfake", "cslow")
+RUNNER = ("import sys; from featurestore.extractors import registry; "
+          f"[registry.register(n, t) for n, t in {dict((m, FAKES[m]) for m in COUNTED)!r}.items()]; "
+          "from featurestore.cli import app; sys.argv[0] = 'fstore'; app()")
+
+
+def counted_run(audio: str | os.PathLike[str], store: str, *extra: str) -> list[str]:
+    """The command line of an ``fstore extract --skip-existing`` run of the counted extractors."""
+    import sys
+
+    return [sys.executable, "-c", RUNNER, "extract", "--audio-dir", str(audio), "--store", str(store),
+            "--models", ",".join(COUNTED), "--skip-existing", *extra]
+
+
+def counted_env(log: str | os.PathLike[str], compute_s: float, **extra: str) -> dict[str, str]:
+    """Environment of :func:`counted_run`: this checkout importable, computations logged to ``log``,
+    each taking ``compute_s`` seconds, a 0.5-s lease beat (stale leases free in 1.5 s), plus ``extra``."""
+    from pathlib import Path
+
+    from featurestore.leases import BEAT_ENV
+
+    root = str(Path(__file__).resolve().parents[1])
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]),
+            COMPUTE_LOG_ENV: str(log), COMPUTE_S_ENV: str(compute_s), BEAT_ENV: "0.5", **extra}
+
+
+def computes(log: str | os.PathLike[str]) -> list[tuple[str, int, str]]:
+    """(model, pid, input digest) per computation :class:`Counted` logged, in order."""
+    with open(log) as f:
+        return [(m, int(pid), digest) for m, pid, digest in (line.split() for line in f.read().splitlines())]
+
+
+def counted_contents(store: str, storage_options: dict | None = None) -> dict[tuple[str, str], tuple[np.ndarray, dict]]:
+    """(model, song) → (array, attrs without the write time) of every complete counted array; asserts that
+    no incomplete array is left."""
+    from featurestore.store import FeatureStore
+
+    s = FeatureStore(store, storage_options=storage_options)
+    out = {}
+    for model in COUNTED:
+        assert s.songs(model, complete_only=False) == s.songs(model), "incomplete arrays left"
+        for song in s.songs(model):
+            arr = s.array(model, song)
+            out[model, song] = arr[...], {k: v for k, v in arr.attrs.asdict().items() if k != "written"}
+    return out
+
+
+def assert_same_contents(got: dict, want: dict) -> None:
+    """Same songs, arrays bit for bit, same attributes (but the write time)."""
+    assert sorted(got) == sorted(want)
+    for key, (data, attrs) in want.items():
+        np.testing.assert_array_equal(got[key][0], data)
+        assert got[key][1] == attrs, key

@@ -14,6 +14,7 @@ from featurestore.read import open_store
 from featurestore.store import FeatureStore
 
 from .conftest import write_wav
+from .fakes import assert_same_contents, computes, counted_contents, counted_env, counted_run
 
 pytest.importorskip("s3fs", reason="s3fs is not installed (pip install 'fstore[s3]')")
 pytest.importorskip("moto.server", reason="moto[server] is not installed (the test extra)")
@@ -75,3 +76,86 @@ def test_two_runs_on_s3_never_hold_one_song(s3):
     assert b.acquire("x", "run-b") is None
     b.release("x", "run-b")
     assert a.held() == []
+
+
+def _counted_songs(audio, n: int) -> None:
+    for i in range(n):
+        write_wav(audio / f"s{i}.wav", 0.4, freq=250 + 40 * i)
+
+
+def _s3_env(s3, log, compute_s: float) -> dict[str, str]:
+    """A counted run's environment, with the moto endpoint named the fsspec way (as a user would)."""
+    return counted_env(log, compute_s, FSSPEC_S3_ENDPOINT_URL=s3["client_kwargs"]["endpoint_url"])
+
+
+@pytest.fixture(scope="module")
+def counted_reference(tmp_path_factory):
+    """An uninterrupted local run of the counted extractors on six songs: (audio folder, its contents)."""
+    import subprocess
+
+    tmp = tmp_path_factory.mktemp("s3ref")
+    _counted_songs(tmp / "audio", 6)
+    done = subprocess.run(counted_run(tmp / "audio", str(tmp / "ref.zarr")), env=counted_env(tmp / "log", 0),
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return tmp / "audio", counted_contents(str(tmp / "ref.zarr"))
+
+
+def test_a_run_killed_on_s3_resumes_to_the_same_store(tmp_path, s3, counted_reference):
+    import signal
+    import subprocess
+    import time
+
+    audio, want = counted_reference
+    url, log = "s3://fstore-test/killed.zarr", tmp_path / "log"
+    env = _s3_env(s3, log, 0.3)
+    run = subprocess.Popen(counted_run(audio, url), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while not (log.exists() and len(computes(log)) >= 3) and run.poll() is None:
+        time.sleep(0.05)
+    assert run.poll() is None, "the run ended before it could be killed"
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    killed = computes(log)
+    rerun = subprocess.run(counted_run(audio, url), env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert_same_contents(counted_contents(url, s3), want)
+    in_flight = {m: d for m, _, d in killed}.items()  # the killed run's last song per model
+    redone = {(m, d) for m, _, d in computes(log)[len(killed):]}
+    assert not redone & ({(m, d) for m, _, d in killed} - set(in_flight)), "finished songs recomputed"
+    assert Leases(url, s3).held() == []
+
+
+def test_two_runs_on_s3_compute_each_song_once(tmp_path, s3, counted_reference):
+    import subprocess
+    from collections import Counter
+
+    audio, want = counted_reference
+    url, log = "s3://fstore-test/twice.zarr", tmp_path / "log"
+    env = _s3_env(s3, log, 0.2)
+    runs = [subprocess.Popen(counted_run(audio, url), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             text=True) for _ in range(2)]
+    for run in runs:
+        _, err = run.communicate(timeout=300)
+        assert run.returncode in (0, 3), err  # 3: songs left to the other, live run
+    counts = Counter((m, d) for m, _, d in computes(log))
+    assert len(counts) == len(want) and set(counts.values()) == {1}
+    assert len({pid for _, pid, _ in computes(log)}) == 2, "one run did all the work: they never overlapped"
+    assert_same_contents(counted_contents(url, s3), want)
+
+
+def test_export_hdf5_from_s3(tmp_path, s3, fake_models):
+    from featurestore.hdf5 import export_hdf5
+
+    audio = tmp_path / "audio"
+    for i in range(2):
+        write_wav(audio / "sub" / f"s{i}.wav", 0.3, freq=300 + 50 * i)
+    url = "s3://fstore-test/h5.zarr"
+    store = FeatureStore(url, mode="a", storage_options=s3)
+    assert pipeline.run(store, discover(audio).files, [registry.create("fake")]).ok
+    store.record_failure("fake", "sub/bad", "boom", "DecodeError", None)
+    export_hdf5(FeatureStore(url, storage_options=s3), tmp_path / "out.h5")
+    h5 = open_store(str(tmp_path / "out.h5"))
+    assert h5.songs("fake") == ["sub/s0", "sub/s1"] and [f["song_id"] for f in h5.failures()] == ["sub/bad"]
+    for song in ("sub/s0", "sub/s1"):
+        np.testing.assert_array_equal(h5.load(song, "fake").values, store.array("fake", song)[...])
+        assert h5.load(song, "fake").attrs["fingerprint"] == store.song_attrs("fake", song)["fingerprint"]

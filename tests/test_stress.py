@@ -1,0 +1,100 @@
+"""Stress: several ``fstore extract`` processes on one local store, one SIGKILLed again and again, then a
+final run. Every song is computed once per model (but for what the killed processes had in flight), and
+the store equals an uninterrupted run's, arrays bit for bit and attributes but for the write time."""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from featurestore.store import LEASES, FeatureStore
+
+from .conftest import write_wav
+from .fakes import COUNTED, assert_same_contents, computes, counted_contents, counted_env, counted_run
+
+
+def stress(tmp_path: Path, n_songs: int, steady: int, kills: int, compute_s: float, seed: int) -> int:
+    """Run the scenario and check it; returns how many kills hit a live run."""
+    audio = tmp_path / "audio"
+    for i in range(n_songs):
+        write_wav(audio / ("sub" if i % 4 == 0 else "") / f"song {i:02d}.wav", 0.5, freq=200 + 37 * i)
+    ref_log, log = tmp_path / "ref.log", tmp_path / "stress.log"
+    ref = subprocess.run(counted_run(audio, str(tmp_path / "ref.zarr")), env=counted_env(ref_log, 0),
+                         capture_output=True, text=True)
+    assert ref.returncode == 0, ref.stderr
+    expected = Counter((m, d) for m, _, d in computes(ref_log))
+    assert len(expected) == n_songs * len(COUNTED) and set(expected.values()) == {1}
+
+    store, env, rng = tmp_path / "s.zarr", counted_env(log, compute_s), random.Random(seed)
+    runs = [subprocess.Popen(counted_run(audio, str(store)), env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True) for _ in range(steady)]
+    killed: list[int] = []
+    while len(killed) < kills:
+        victim = subprocess.Popen(counted_run(audio, str(store)), env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(1.0, 4.0))
+        if victim.poll() is not None:  # nothing left for it: more kills would test nothing
+            break
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        killed.append(victim.pid)
+    for run in runs:
+        _, err = run.communicate(timeout=300)
+        assert run.returncode in (0, 3), err  # 3: songs left to another live run
+    final = subprocess.run(counted_run(audio, str(store)), env=env, capture_output=True, text=True, timeout=300)
+    assert final.returncode == 0, final.stderr
+    assert killed, "no kill hit a live run"
+
+    done = computes(log)
+    counts = Counter((m, d) for m, _, d in done)
+    assert set(counts) == set(expected), "a song was never computed, or a foreign one was"
+    last = {(m, pid): d for m, pid, d in done}  # each process's last song per model
+    in_flight = {(m, last[m, pid]) for pid in killed for m in COUNTED if (m, pid) in last}
+    twice = {key for key, n in counts.items() if n > 1}
+    assert twice <= in_flight, f"computed twice though no killed run had them in flight: {twice - in_flight}"
+    assert all(n <= 2 for n in counts.values())
+    assert_same_contents(counted_contents(str(store)), counted_contents(str(tmp_path / "ref.zarr")))
+    assert not list((store / LEASES).glob("*/**/zarr.json")), "leases left behind"
+    return len(killed)
+
+
+def test_four_runs_one_killed_compute_each_song_once(tmp_path):
+    stress(tmp_path, n_songs=8, steady=3, kills=1, compute_s=0.15, seed=3)
+
+
+@pytest.mark.slow
+def test_four_runs_one_killed_many_times(tmp_path):
+    assert stress(tmp_path, n_songs=40, steady=3, kills=6, compute_s=0.2, seed=11) >= 3
+
+
+def test_runs_starting_together_on_a_fresh_store(tmp_path, monkeypatch):
+    """Runs started at one moment all see "no store" / "no group" and all create it: zarr's
+    look-then-create makes the losers fail with ContainsGroupError; they must open what the winner made."""
+    import zarr
+
+    url = str(tmp_path / "s.zarr")
+    real_open, real_require = zarr.open_group, zarr.Group.require_group
+    attrs = {"model": "m", "fingerprint": "x", "dtype": "float32"}
+
+    def open_after_another_run(*args, **kwargs):
+        monkeypatch.setattr(zarr, "open_group", real_open)
+        real_open(url, mode="w")  # the other run wins the race
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(zarr, "open_group", open_after_another_run)
+    store = FeatureStore(url, mode="a")
+
+    def require_after_another_run(self, name, **kwargs):
+        monkeypatch.setattr(zarr.Group, "require_group", real_require)
+        FeatureStore(url, mode="a").ensure_model(name, attrs)
+        return self.create_group(name)  # what zarr does after seeing no group: raises ContainsGroupError
+
+    monkeypatch.setattr(zarr.Group, "require_group", require_after_another_run)
+    store.ensure_model("m", attrs)
+    assert store.models() == ["m"] and store.model_attrs("m") == attrs
