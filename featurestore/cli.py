@@ -521,12 +521,14 @@ def validate(
     report = validate_store(target, fix=fix)
     if as_json:
         print(json.dumps({"ok": report.ok, "checked": report.checked, "fixed": report.fixed,
-                          "problems": [vars(p) for p in report.problems]}, indent=2))
+                          "problems": [vars(p) for p in report.problems], "notes": report.notes}, indent=2))
         raise typer.Exit(0 if report.ok else 1)
     for problem in report.problems:
         out.print(f"[red]{problem.kind}[/] {problem.where}: {problem.message}")
     for where in report.fixed:
         out.print(f"[green]removed[/] {where}")
+    for note in report.notes:
+        out.print(f"[yellow]not checked[/] {note}")
     out.print(f"{report.checked} arrays checked, {len(report.problems)} problems" + (f", {len(report.fixed)} removed" if fix else ""))
     raise typer.Exit(0 if report.ok else 1)
 

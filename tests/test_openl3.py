@@ -316,3 +316,40 @@ def test_gpu_matches_cpu(random_h5, precision):
     gpu.load("cuda")
     want, got = cpu.extract(wave), gpu.extract(wave)
     assert got.dtype == np.float32 and _cosine(got, want).min() >= (0.99999 if precision == "fp32" else 0.999)
+
+
+def test_validate_checks_a_store_made_with_local_weights_against_those_weights(random_h5, tmp_path, monkeypatch):
+    """The path option is not in the group's config: validate must rebuild with the recorded local file, not
+    take other weights (here: the ones FSTORE_OPENL3_WEIGHTS names, as a cached official file would be) for a
+    change of the extractor; and say so, not "stale", when that file is gone or changed."""
+    from typer.testing import CliRunner
+
+    from featurestore.cli import app
+    from featurestore.store import FeatureStore
+    from featurestore.validate import validate_store
+
+    from .conftest import write_wav
+
+    local = tmp_path / "mine.h5"
+    shutil.copy(random_h5, local)
+    write_wav(tmp_path / "audio" / "a.wav", 1.0, rate=22050)
+    store = tmp_path / "s.zarr"
+    monkeypatch.delenv("FSTORE_OPENL3_WEIGHTS", raising=False)
+    run = CliRunner().invoke(app, ["extract", "--audio-dir", str(tmp_path / "audio"), "--store", str(store),
+                                   "--models", "openl3", "--openl3-weights", str(local), "--device", "cpu"],
+                             catch_exceptions=False)
+    assert run.exit_code == 0, run.output
+    monkeypatch.setenv("FSTORE_OPENL3_WEIGHTS", str(write_official_layout(tmp_path / "other.h5", seed=1)))
+
+    report = validate_store(FeatureStore(str(store)))
+    assert report.ok and report.problems == [] and report.notes == []
+
+    write_official_layout(local, seed=2)  # the local file changed since the run
+    report = validate_store(FeatureStore(str(store)))
+    assert report.ok and [p.kind for p in report.problems] == []
+    assert len(report.notes) == 1 and "changed since" in report.notes[0] and "cannot be checked" in report.notes[0]
+
+    local.unlink()
+    result = CliRunner().invoke(app, ["validate", str(store)])
+    assert result.exit_code == 0, result.output
+    assert "not checked" in result.output and "not here" in result.output and "stale" not in result.output
