@@ -55,7 +55,8 @@ def main(url: str, n: int, options: dict[str, Any] | None = None) -> None:
         shutil.rmtree(url, ignore_errors=True)
     store = FeatureStore(url, mode="a", storage_options=options)
     store.ensure_model("fake", {"model": "fake", "fingerprint": "x", "dims": ["time", "feature"],
-                                "dtype": "float32", "group": "fake", **AXIS})
+                                "dtype": "float32", "group": "fake", "frame_rate_hz": 100.0, "hop_s": 0.01,
+                                "t0_s": 0.005, **AXIS})  # what `fstore info URL` prints, so it runs on this store too
     start = time.perf_counter()
     for i in range(n):
         store.write("fake", f"song{i:05d}", np.full((10, 2), i, np.float32), ("time", "feature"),
