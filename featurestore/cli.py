@@ -211,6 +211,7 @@ def extract(
     device: Annotated[str, typer.Option("--device", metavar="[auto|cpu|cuda|cuda:N]", help="Where the torch models run; auto takes CUDA when available.")] = "auto",
     precision: Annotated[Precision, typer.Option("--precision", help="For the models that have one: auto is fp32 on CPU (exact), bf16 on CUDA.")] = Precision.auto,
     option: Annotated[Optional[list[str]], typer.Option("--option", "-o", help="Any model's option as MODEL.FIELD=VALUE (repeatable), e.g. -o mert.window_s=10 (the fields of each model are listed in the README).", rich_help_panel=MODEL_PANEL)] = None,
+    batch_songs: Annotated[Optional[int], typer.Option("--batch-songs", min=1, help="Songs per task; those up to 60 s share model calls, which fills a GPU with short clips. Default: 16 on a GPU, 1 on a CPU (where batches gain little).", show_default=False)] = None,
     workers: Annotated[str, typer.Option("--workers", help="Worker processes on this machine, each with its own models: N, 0 (work in this process) or auto (one per 4 cores and 3 GiB of free memory on a CPU; 0 on a GPU).")] = "0",
     dask_scheduler: Annotated[Optional[str], typer.Option("--dask-scheduler", help="Address of a Dask scheduler (tcp://host:8786): every song becomes a task on its workers, which must see --audio-dir and --store.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="A line per file and model: shape, time, rate.")] = False,
@@ -301,7 +302,8 @@ def extract(
         if "/" in as_group:
             raise typer.BadParameter("a group name has no '/'", param_hint="--as")
     run_options = pipeline.RunOptions(retry_failed=retry_failed, output_base=output_base, device=device,
-                                      overwrite=overwrite, dtype=dtype, groups=groups)
+                                      overwrite=overwrite, dtype=dtype, groups=groups,
+                                      batch_songs=batch_songs or (1 if device == "cpu" else 16))
     try:
         if not overwrite and target is not None:
             for ext in extractors:

@@ -24,7 +24,9 @@ from .extractors.base import Extractor, ExtractorConfig, TorchExtractor
 from .prefetch import Prefetcher
 from .store import FeatureStore
 
-MAX_IN_FLIGHT = 1024  # songs submitted ahead to a pool or cluster: keeps every worker busy, bounds the queue
+MAX_IN_FLIGHT = 1024  # tasks submitted ahead to a pool or cluster: keeps every worker busy, bounds the queue
+#: songs up to this long share model calls with the other songs of their task; longer ones fill batches alone
+BATCH_SONG_MAX_S = 60.0
 
 
 # -- results and reporting -----------------------------------------------------------------------
@@ -109,6 +111,7 @@ class RunOptions:
     overwrite: bool = False  # replace each model's group (its arrays and failures) before the run
     dtype: str = "float32"  # how arrays are stored: float32 or float16
     groups: tuple[tuple[str, str], ...] = ()  # (model, group) pairs: store a model under another group name
+    batch_songs: int = 1  # songs per task: the short ones among them share model calls (extract_batch)
 
     def group(self, ext: Extractor) -> str:
         """The store group ``ext`` writes into: its name, unless ``--as`` chose another."""
@@ -201,50 +204,102 @@ def _recorded_failures(store: FeatureStore, options: RunOptions) -> frozenset[tu
     return frozenset((f["model"], f["song_id"]) for f in store.failures())
 
 
+@dataclass(eq=False)
+class _Song:
+    """A decoded song of a task and the models it needs."""
+
+    file: AudioFile
+    todo: Sequence[Extractor]
+    audio: SongAudio
+    duration: float
+    source: dict[str, Any]
+
+
 def process_song(store: FeatureStore, file: AudioFile, extractors: Sequence[Extractor], options: RunOptions,
                  on_result: Callable[[Result], None], audio: SongAudio | None = None) -> float:
     """Decode one file once and run every model that needs it; return the decode + resample seconds.
 
-    ``audio`` is the song already decoded ahead (see :mod:`.prefetch`), or None to decode it
-    here. Each (song, model) outcome goes to ``on_result`` as soon as it is written. A file
-    that cannot be read or decoded is one failure per model that needed it, recorded once each.
-    Models that do not run on ``options.device`` (CPU-only ones, while torch models use a GPU)
-    run in a thread beside the others, so the GPU does not wait for them.
+    ``audio`` is the song already decoded ahead (see :mod:`.prefetch`), or None to decode it here.
     """
-    audio = audio if audio is not None else SongAudio(file.path)
-    source: dict[str, Any] | None = None
-    try:
-        source = source_info(file)
-        duration = audio.duration_s  # decodes (or raises the failure of a decode ahead)
-        source["decoder"] = audio.audio.decoder
-    except (AudioError, OSError) as e:
-        reason = e.reason if isinstance(e, AudioError) else f"cannot read ({e})"
-        for ext in extractors:
-            store.record_failure(options.group(ext), file.song_id, reason, type(e).__name__, source)
-            on_result(Result(file.song_id, options.group(ext), "failed", error=reason, path=file.relative))
-        return audio.seconds
+    return process_songs(store, [(file, extractors, audio)], options, on_result)[0]
 
-    def compute(ext: Extractor) -> Result:
-        return _compute_and_write(store, file, ext, audio.at(ext.time_axis.sample_rate), duration, source, options)
 
-    beside = [e for e in extractors if not runs_on(e, options.device)] if options.device != "cpu" else []
+def process_songs(store: FeatureStore, songs: Sequence[tuple[AudioFile, Sequence[Extractor], SongAudio | None]],
+                  options: RunOptions, on_result: Callable[[Result], None]) -> list[float]:
+    """Decode each song once and run every model each needs; return each song's decode + resample seconds.
+
+    Each song comes with the models it needs and its audio if decoded ahead (else None). Each
+    (song, model) outcome goes to ``on_result`` as soon as it is written. A file that cannot be
+    read or decoded is one failure per model that needed it, recorded once each. Songs up to
+    ``BATCH_SONG_MAX_S`` share model calls (:meth:`Extractor.extract_batch`). Models that do not
+    run on ``options.device`` (CPU-only ones, while torch models use a GPU) run in a thread
+    beside the others, so the GPU does not wait for them.
+    """
+    decoded: list[_Song] = []
+    audios = []
+    for file, todo, audio in songs:
+        audio = audio if audio is not None else SongAudio(file.path)
+        audios.append(audio)
+        source: dict[str, Any] | None = None
+        try:
+            source = source_info(file)
+            duration = audio.duration_s  # decodes (or raises the failure of a decode ahead)
+            source["decoder"] = audio.audio.decoder
+        except (AudioError, OSError) as e:
+            reason = e.reason if isinstance(e, AudioError) else f"cannot read ({e})"
+            for ext in todo:
+                store.record_failure(options.group(ext), file.song_id, reason, type(e).__name__, source)
+                on_result(Result(file.song_id, options.group(ext), "failed", error=reason, path=file.relative))
+            continue
+        decoded.append(_Song(file, todo, audio, duration, source))
+    models = list(dict.fromkeys(ext for song in decoded for ext in song.todo))
+
+    def compute(ext: Extractor) -> list[Result]:
+        return _compute_model(store, ext, [song for song in decoded if ext in song.todo], options)
+
+    beside = [e for e in models if not runs_on(e, options.device)] if options.device != "cpu" else []
     if beside:
-        for rate in {e.time_axis.sample_rate for e in extractors}:
-            audio.at(rate)  # resampled here, before two threads read the copies
+        for song in decoded:
+            for rate in {e.time_axis.sample_rate for e in song.todo}:
+                song.audio.at(rate)  # resampled here, before two threads read the copies
         pending = [_beside_pool().submit(compute, ext) for ext in beside]
-        for ext in extractors:
+        for ext in models:
             if ext not in beside:
-                on_result(compute(ext))
+                for result in compute(ext):
+                    on_result(result)
         for future in pending:
-            on_result(future.result())
-        return audio.seconds
-    last_use = {ext.time_axis.sample_rate: i for i, ext in enumerate(extractors)}
-    for i, ext in enumerate(extractors):
-        result = compute(ext)
-        if last_use[ext.time_axis.sample_rate] == i:
-            audio.forget(ext.time_axis.sample_rate)  # long songs: hold one resampled copy at a time
-        on_result(result)
-    return audio.seconds
+            for result in future.result():
+                on_result(result)
+    else:
+        for i, ext in enumerate(models):
+            results = compute(ext)
+            later = {e.time_axis.sample_rate for e in models[i + 1 :]}
+            if ext.time_axis.sample_rate not in later:
+                for song in decoded:
+                    song.audio.forget(ext.time_axis.sample_rate)  # long songs: hold one resampled copy at a time
+            for result in results:
+                on_result(result)
+    return [audio.seconds for audio in audios]
+
+
+def _compute_model(store: FeatureStore, ext: Extractor, songs: Sequence[_Song], options: RunOptions) -> list[Result]:
+    """One model on the songs of a task: the short ones in one ``extract_batch`` call, the others one by one.
+
+    If the shared call fails (one song too short, out of memory), each song is computed on its
+    own, so the failure is recorded for the song that caused it only.
+    """
+    short = [song for song in songs if song.duration <= BATCH_SONG_MAX_S] if len(songs) > 1 else []
+    results = []
+    if len(short) > 1:
+        t = time.perf_counter()
+        try:
+            outputs = ext.extract_batch([song.audio.at(ext.time_axis.sample_rate) for song in short])
+        except (AudioTooShort, FstoreError, ValueError, RuntimeError, MemoryError):
+            short = []
+        else:
+            share = (time.perf_counter() - t) / len(short)
+            results = [_compute_and_write(store, song, ext, options, (data, share)) for song, data in zip(short, outputs)]
+    return results + [_compute_and_write(store, song, ext, options) for song in songs if song not in short]
 
 
 def runs_on(ext: Extractor, device: str) -> bool:
@@ -265,29 +320,32 @@ def _beside_pool() -> ThreadPoolExecutor:
         return _beside
 
 
-def _compute_and_write(store: FeatureStore, file: AudioFile, ext: Extractor, wave: Any, duration: float,
-                       source: dict[str, Any], options: RunOptions) -> Result:
-    """One (song, model): extract, write the array (and the .npy copy), or record the failure."""
-    group = options.group(ext)
+def _compute_and_write(store: FeatureStore, song: _Song, ext: Extractor, options: RunOptions,
+                       computed: tuple[Any, float] | None = None) -> Result:
+    """One (song, model): extract (unless ``computed`` gives the output and its seconds), write the
+    array (and the .npy copy), or record the failure."""
+    group, file = options.group(ext), song.file
+    wave = song.audio.at(ext.time_axis.sample_rate)
     t = time.perf_counter()
     try:
-        data = ext.extract(wave)
-        attrs = song_attrs(ext, int(wave.shape[0]), duration, source, options.dtype)
+        data = ext.extract(wave) if computed is None else computed[0]
+        attrs = song_attrs(ext, int(wave.shape[0]), song.duration, song.source, options.dtype)
         store.write(group, file.song_id, data, ext.dims, attrs, dtype=options.dtype)
         store.clear_failure(group, file.song_id)
-        result = Result(file.song_id, group, "done", time.perf_counter() - t, data.shape, duration,
+        seconds = time.perf_counter() - t + (computed[1] if computed is not None else 0.0)
+        result = Result(file.song_id, group, "done", seconds, data.shape, song.duration,
                         path=file.relative, frame_rate_hz=ext.time_axis.frame_rate_hz)
     except StoreError:
         raise
     except (AudioError, AudioTooShort, InvalidSongId, FstoreError, OSError, ValueError, RuntimeError, MemoryError) as e:
         reason = e.reason if isinstance(e, AudioError) else str(e)
-        store.record_failure(group, file.song_id, reason, type(e).__name__, source)
+        store.record_failure(group, file.song_id, reason, type(e).__name__, song.source)
         return Result(file.song_id, group, "failed", time.perf_counter() - t, error=reason, path=file.relative)
     if options.output_base is not None:
         try:
             write_npy(options.output_base, group, file.song_id, data)
         except OSError as e:  # the store holds the result: only the copy failed
-            return Result(file.song_id, group, "failed", result.seconds, data.shape, duration,
+            return Result(file.song_id, group, "failed", result.seconds, data.shape, song.duration,
                           error=f"stored, but the .npy export failed: {e}", path=file.relative)
     return result
 
@@ -301,29 +359,44 @@ class SongOutcome:
     busy: bool = False  # another live run holds the song
 
 
-def work_on_song(store: FeatureStore, file: AudioFile, extractors: Sequence[Extractor], options: RunOptions,
-                 failed: frozenset[tuple[str, str]], run_id: str, audio: SongAudio | None = None) -> SongOutcome:
-    """Skip, or claim under ``run_id`` and process, one song (``audio``: decoded ahead, or None)."""
-    results: list[Result] = []
-    todo, cached = _todo(store, file, extractors, options, failed)
-    if not todo:
-        return SongOutcome(tuple(cached))
+def work_on_songs(store: FeatureStore, files: Sequence[AudioFile], extractors: Sequence[Extractor],
+                  options: RunOptions, failed: frozenset[tuple[str, str]], run_id: str,
+                  audios: Sequence[SongAudio | None] | None = None) -> list[SongOutcome]:
+    """Skip, or claim under ``run_id`` and process, the songs of one task (``audios``: decoded ahead, or None)."""
+    audios = audios or [None] * len(files)
+    results: list[list[Result]] = [[] for _ in files]
+    busy = [False] * len(files)
+    seconds = [0.0] * len(files)
+    held: list[AudioFile] = []
+    work: list[tuple[int, list[Extractor]]] = []
     try:
-        if store.acquire(file.song_id, run_id) is not None:
-            return SongOutcome((), busy=True)
-        # decided again under the lease: another run may have finished the song meanwhile
-        todo, cached = _todo(store, file, extractors, options, failed)
-        results.extend(cached)
-        decode_seconds = process_song(store, file, todo, options, results.append, audio) if todo else 0.0
+        for i, file in enumerate(files):
+            todo, cached = _todo(store, file, extractors, options, failed)
+            if todo and store.acquire(file.song_id, run_id) is not None:
+                busy[i] = True
+                continue
+            if todo:
+                held.append(file)
+                # decided again under the lease: another run may have finished the song meanwhile
+                todo, cached = _todo(store, file, extractors, options, failed)
+            results[i].extend(cached)
+            if todo:
+                work.append((i, todo))
+        index = {files[i].song_id: i for i, _ in work}
+        spent = process_songs(store, [(files[i], todo, audios[i]) for i, todo in work], options,
+                              lambda r: results[index[r.song_id]].append(r))
+        for (i, _), s in zip(work, spent):
+            seconds[i] = s
     finally:
-        store.release(file.song_id, run_id)  # a no-op unless this run holds the lease (also after an interrupt)
-    return SongOutcome(tuple(results), decode_seconds)
+        for file in held:  # also after an interrupt
+            store.release(file.song_id, run_id)
+    return [SongOutcome(tuple(r), s, b) for r, s, b in zip(results, seconds, busy)]
 
 
 class SyncExecutor(Executor):
     """Runs each task when it is submitted, in this process: the in-process run is an executor too."""
 
-    window = 1  # submit one song, report it, then the next: results stream and Ctrl-C loses one song
+    window = 1  # submit one task, report it, then the next: results stream and Ctrl-C loses one task's songs
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
         future: Future = Future()
@@ -348,17 +421,17 @@ class _Run:
 
 @dataclass(frozen=True)
 class _LocalTask:
-    """A song task in the coordinator's process: its open store and its loaded models."""
+    """A task (a few songs) in the coordinator's process: its open store and its loaded models."""
 
     run: _Run
     store: FeatureStore
     extractors: tuple[Extractor, ...]
     prefetcher: Prefetcher | None = None
 
-    def __call__(self, file: AudioFile) -> SongOutcome:
-        audio = self.prefetcher.take(file) if self.prefetcher is not None else None
-        return work_on_song(self.store, file, self.extractors, self.run.options, self.run.failed, self.run.run_id,
-                            audio)
+    def __call__(self, files: Sequence[AudioFile]) -> list[SongOutcome]:
+        audios = [self.prefetcher.take(file) if self.prefetcher is not None else None for file in files]
+        return work_on_songs(self.store, files, self.extractors, self.run.options, self.run.failed, self.run.run_id,
+                             audios)
 
     def rates(self, file: AudioFile) -> list[int]:
         """The sample rates ``file`` is needed at by the models that still have to compute it."""
@@ -368,13 +441,13 @@ class _LocalTask:
 
 @dataclass(frozen=True)
 class _RemoteTask:
-    """A song task in a worker process: the store is opened and the models loaded once per process."""
+    """A task (a few songs) in a worker process: the store is opened and the models loaded once per process."""
 
     run: _Run
 
-    def __call__(self, file: AudioFile) -> SongOutcome:
+    def __call__(self, files: Sequence[AudioFile]) -> list[SongOutcome]:
         store, extractors = _worker_state(self.run)
-        return work_on_song(store, file, extractors, self.run.options, self.run.failed, self.run.run_id)
+        return work_on_songs(store, files, extractors, self.run.options, self.run.failed, self.run.run_id)
 
 
 # Per worker process: the stores and the loaded models, built on the first song that needs them.
@@ -402,24 +475,24 @@ def _worker_state(run: _Run) -> tuple[FeatureStore, tuple[Extractor, ...]]:
         return _worker_stores[key], tuple(extractors)
 
 
-def _outcomes(executor: Executor, task: Callable[[AudioFile], SongOutcome],
-              files: Sequence[AudioFile]) -> Iterator[tuple[AudioFile, SongOutcome]]:
-    """(file, outcome) in completion order, with at most the executor's ``window`` songs in flight."""
+def _outcomes(executor: Executor, task: Callable[[Sequence[AudioFile]], list[SongOutcome]],
+              files: Sequence[AudioFile], per_task: int) -> Iterator[tuple[AudioFile, SongOutcome]]:
+    """(file, outcome) in completion order, ``per_task`` songs per task, at most the executor's ``window`` tasks in flight."""
     window = getattr(executor, "window", MAX_IN_FLIGHT)
-    pending: dict[Future, AudioFile] = {}
-    queue = iter(files)
+    pending: dict[Future, tuple[AudioFile, ...]] = {}
+    tasks = (tuple(files[i : i + per_task]) for i in range(0, len(files), max(1, per_task)))
     try:
         while True:
-            for file in queue:
-                pending[executor.submit(task, file)] = file
+            for songs in tasks:
+                pending[executor.submit(task, songs)] = songs
                 if len(pending) >= window:
                     break
             if not pending:
                 return
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
-                yield pending.pop(future), future.result()
-    finally:  # interrupted or failed: songs not started are not started
+                yield from zip(pending.pop(future), future.result())
+    finally:  # interrupted or failed: tasks not started are not started
         for future in pending:
             future.cancel()
 
@@ -429,9 +502,11 @@ def run(store: FeatureStore, files: Iterable[AudioFile], extractors: Sequence[Ex
         executor: Executor | None = None) -> Summary:
     """Extract every ``extractor`` for every file into ``store``.
 
-    Each song is one task for ``executor``: none (or :class:`SyncExecutor`) runs them here,
-    one after another, with the extractors loaded on ``options.device`` and the next songs
-    decoded ahead in a thread (:mod:`.prefetch`); a
+    Every ``options.batch_songs`` consecutive songs (default 1) are one task for
+    ``executor``; the songs of a task up to ``BATCH_SONG_MAX_S`` share model calls. No
+    executor (or :class:`SyncExecutor`) runs the tasks here, one after another, with the
+    extractors loaded on ``options.device`` and the next songs decoded ahead in a thread
+    (:mod:`.prefetch`); a
     ``concurrent.futures.Executor`` (a ``ProcessPoolExecutor``, or a Dask cluster's
     ``client.get_executor()``) runs them in workers, which load the models once per process
     and write their songs' arrays to the store themselves (so the store URL and the audio
@@ -444,7 +519,7 @@ def run(store: FeatureStore, files: Iterable[AudioFile], extractors: Sequence[Ex
     run"); leases of dead processes are taken over.
 
     KeyboardInterrupt (also while models load) stops the run: finished arrays stay
-    complete, the one being computed is never marked complete; the reporter still gets the
+    complete, the ones being computed are never marked complete; the reporter still gets the
     summary, which says ``interrupted``, and the exception propagates.
     """
     reporter = reporter or SilentReporter()
@@ -457,9 +532,9 @@ def run(store: FeatureStore, files: Iterable[AudioFile], extractors: Sequence[Ex
         summary.add(r)
         reporter.result(r)
 
-    def run_pass(task: Callable[[AudioFile], SongOutcome], batch: list[AudioFile]) -> list[AudioFile]:
+    def run_pass(task: Callable[[Sequence[AudioFile]], list[SongOutcome]], batch: list[AudioFile]) -> list[AudioFile]:
         busy = []
-        for file, outcome in _outcomes(executor, task, batch):
+        for file, outcome in _outcomes(executor, task, batch, options.batch_songs):
             summary.decode_seconds += outcome.decode_seconds
             for r in outcome.results:
                 report(r)

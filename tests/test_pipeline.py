@@ -175,7 +175,8 @@ def _reference_run(tmp_path, audio, names):
     return {s: store.array("fake", s)[...] for s in store.songs("fake")}
 
 
-def test_process_pool_executor_gives_the_same_store(tmp_path, fake_models):
+@pytest.mark.parametrize("batch_songs", [1, 3])
+def test_process_pool_executor_gives_the_same_store(tmp_path, fake_models, batch_songs):
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -187,7 +188,8 @@ def test_process_pool_executor_gives_the_same_store(tmp_path, fake_models):
     store = FeatureStore(str(tmp_path / "s.zarr"), mode="a")
     # fork keeps this test's registry of fake models in the workers
     with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork")) as pool:
-        summary = pipeline.run(store, discover(audio).files, [registry.create("fake")], executor=pool)
+        summary = pipeline.run(store, discover(audio).files, [registry.create("fake")],
+                               pipeline.RunOptions(batch_songs=batch_songs), executor=pool)
     assert summary.totals["fake"].done == 6 and [f.song_id for f in summary.failures] == ["bad"]
     assert [f["song_id"] for f in store.failures()] == ["bad"]
     for song, data in expected.items():
