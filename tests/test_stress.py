@@ -19,6 +19,15 @@ from .conftest import write_wav
 from .fakes import COUNTED, assert_same_contents, computes, counted_contents, counted_env, counted_run
 
 
+def _computing(run: subprocess.Popen, log: Path) -> bool:
+    """Wait until ``run`` has computed a song (True) or has ended (False)."""
+    while run.poll() is None:
+        if log.exists() and any(pid == run.pid for _, pid, _ in computes(log)):
+            return True
+        time.sleep(0.02)
+    return False
+
+
 def stress(tmp_path: Path, n_songs: int, steady: int, kills: int, compute_s: float, seed: int) -> int:
     """Run the scenario and check it; returns how many kills hit a live run."""
     audio = tmp_path / "audio"
@@ -38,8 +47,10 @@ def stress(tmp_path: Path, n_songs: int, steady: int, kills: int, compute_s: flo
     while len(killed) < kills:
         victim = subprocess.Popen(counted_run(audio, str(store)), env=env, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(1.0, 4.0))
-        if victim.poll() is not None:  # nothing left for it: more kills would test nothing
+        if not _computing(victim, log):  # nothing left for it: more kills would test nothing
+            break
+        time.sleep(rng.uniform(0, 2 * compute_s))  # a random moment of computing, writing or decoding
+        if victim.poll() is not None:
             break
         victim.send_signal(signal.SIGKILL)
         victim.wait()
@@ -70,7 +81,7 @@ def test_four_runs_one_killed_compute_each_song_once(tmp_path):
 
 @pytest.mark.slow
 def test_four_runs_one_killed_many_times(tmp_path):
-    assert stress(tmp_path, n_songs=40, steady=3, kills=6, compute_s=0.2, seed=11) >= 3
+    assert stress(tmp_path, n_songs=60, steady=3, kills=6, compute_s=0.4, seed=11) >= 3
 
 
 def test_runs_starting_together_on_a_fresh_store(tmp_path, monkeypatch):
