@@ -62,6 +62,7 @@ class Summary:
     failures: list[Result] = field(default_factory=list)
     scan_errors: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) from discovery
     decode_seconds: float = 0.0
+    load_seconds: float = 0.0  # loading the models in this process (workers load their own)
     wall_seconds: float = 0.0
     interrupted: bool = False
     replaced: dict[str, tuple[int, int]] = field(default_factory=dict)  # group -> (arrays, failures) removed
@@ -554,8 +555,10 @@ def run(store: FeatureStore, files: Iterable[AudioFile], extractors: Sequence[Ex
                       replace(options, overwrite=False),  # replaced once, here: workers must not replace again
                       _recorded_failures(store, options))
         if isinstance(executor, SyncExecutor):
+            loading = time.perf_counter()
             for ext in extractors:
                 ext.load(options.device)
+            summary.load_seconds = time.perf_counter() - loading
             local = _LocalTask(shared, store, tuple(extractors))
             # the next songs are decoded while one computes; songs another run held are retried without
             with Prefetcher(files, local.rates) as prefetcher:

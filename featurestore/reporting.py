@@ -120,6 +120,7 @@ def summary_dict(summary, unavailable: dict[str, str]) -> dict[str, Any]:
         "interrupted": summary.interrupted,
         "wall_seconds": round(summary.wall_seconds, 3),
         "decode_seconds": round(summary.decode_seconds, 3),
+        "load_seconds": round(summary.load_seconds, 3),
         "models": {m: {"done": t.done, "cached": t.cached, "skipped": t.skipped, "failed": t.failed,
                        "seconds": round(t.seconds, 3)} for m, t in summary.totals.items()},
         "replaced": {g: {"arrays": a, "failures": f} for g, (a, f) in summary.replaced.items() if a or f},
@@ -141,7 +142,8 @@ def print_summary(console: Console, summary, unavailable: dict[str, str]) -> Non
     for model in unavailable:
         table.add_row(model, "-", "-", "-", "-", "[yellow]weights unavailable[/]")
     console.print(table)
-    console.print(f"decode + resample {summary.decode_seconds:.1f} s, wall {summary.wall_seconds:.1f} s")
+    console.print(f"decode + resample {summary.decode_seconds:.1f} s, model loading {summary.load_seconds:.1f} s, "
+                  f"wall {summary.wall_seconds:.1f} s")
     for group, (arrays, failures) in summary.replaced.items():
         if arrays or failures:
             console.print(f"--overwrite: removed {arrays} arrays and {failures} recorded failures of {group}")

@@ -141,3 +141,14 @@ def test_cpu_models_run_beside_device_models(tmp_path, fake_models):
     for ext in exts:
         for file in files:
             np.testing.assert_array_equal(beside.array(ext.name, file.song_id)[...], plain.array(ext.name, file.song_id)[...])
+
+
+def test_model_loading_is_counted_apart_from_the_run(tmp_path, fake_models):
+    """The summary says how long loading the models took, so per-song costs can leave it out."""
+    from featurestore.extractors import registry
+
+    files = _files(tmp_path, n=1)
+    ext = registry.create("fake")
+    ext._load = lambda device: time.sleep(0.3)
+    summary = pipeline.run(FeatureStore(str(tmp_path / "s.zarr"), mode="a"), files, [ext])
+    assert 0.3 <= summary.load_seconds <= summary.wall_seconds
