@@ -41,21 +41,27 @@ def stress(tmp_path: Path, n_songs: int, steady: int, kills: int, compute_s: flo
     assert len(expected) == n_songs * len(COUNTED) and set(expected.values()) == {1}
 
     store, env, rng = tmp_path / "s.zarr", counted_env(log, compute_s), random.Random(seed)
-    runs = [subprocess.Popen(counted_run(audio, str(store)), env=env, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, text=True) for _ in range(steady)]
+    def start_steady() -> list[subprocess.Popen]:
+        return [subprocess.Popen(counted_run(audio, str(store)), env=env, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE, text=True) for _ in range(steady)]
+
+    runs: list[subprocess.Popen] = []
     killed: list[int] = []
     while len(killed) < kills:
         victim = subprocess.Popen(counted_run(audio, str(store)), env=env, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL)
         if not _computing(victim, log):  # nothing left for it: more kills would test nothing
             break
+        # the steady runs start once the first victim computes: started before it, they could take every
+        # song while it is still importing (a fast machine, or a slow interpreter start), and no kill would land
+        runs = runs or start_steady()
         time.sleep(rng.uniform(0, 2 * compute_s))  # a random moment of computing, writing or decoding
         if victim.poll() is not None:
             break
         victim.send_signal(signal.SIGKILL)
         victim.wait()
         killed.append(victim.pid)
-    for run in runs:
+    for run in runs or start_steady():
         _, err = run.communicate(timeout=300)
         assert run.returncode in (0, 3), err  # 3: songs left to another live run
     final = subprocess.run(counted_run(audio, str(store)), env=env, capture_output=True, text=True, timeout=300)
