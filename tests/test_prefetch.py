@@ -134,8 +134,9 @@ def test_cpu_models_run_beside_device_models(tmp_path, fake_models):
     assert set(seen) == {"MainThread"}
     seen.clear()
     results = []
-    for file in files:
-        pipeline.process_song(beside, file, exts, pipeline.RunOptions(device="cuda"), results.append)
+    # a task of both songs: the CPU-only models take one song per call, on the pool's threads
+    pipeline.process_songs(beside, [(file, exts, None) for file in files], pipeline.RunOptions(device="cuda"),
+                           results.append)
     assert all(name.startswith("fstore-cpu-models") for name in seen) and len(seen) == 4
     assert [r.status for r in results] == ["done"] * 4
     for ext in exts:
