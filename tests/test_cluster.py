@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -27,17 +29,28 @@ class RegisterFakes(distributed.WorkerPlugin):
             registry.register(name, target)
 
 
-@pytest.mark.slow
-def test_worker_processes_write_the_same_store_as_one_process(tmp_path, fake_models):
+def _songs_and_reference(tmp_path, n_songs: int, models: tuple[str, ...]):
+    """``n_songs`` short songs, a store of them made in this process, and an empty store for the cluster run."""
     audio = tmp_path / "audio"
-    for i in range(8):
+    for i in range(n_songs):
         write_wav(audio / f"s{i}.wav", 0.4, freq=300 + 50 * i)
     files = discover(audio).files
     ref = FeatureStore(str(tmp_path / "ref.zarr"), mode="a")
-    pipeline.run(ref, files, [registry.create("fake"), registry.create("slow")])
-    store = FeatureStore(str(tmp_path / "s.zarr"), mode="a")
+    pipeline.run(ref, files, [registry.create(m) for m in models])
+    return files, ref, FeatureStore(str(tmp_path / "s.zarr"), mode="a")
+
+
+@contextlib.contextmanager
+def _cluster():
+    """A client of a local cluster of two single-threaded worker processes."""
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             distributed.Client(cluster) as client:
+        yield client
+
+@pytest.mark.slow
+def test_worker_processes_write_the_same_store_as_one_process(tmp_path, fake_models):
+    files, ref, store = _songs_and_reference(tmp_path, 8, ("fake", "slow"))
+    with _cluster() as client:
         client.register_plugin(RegisterFakes())
         summary = pipeline.run(store, files, [registry.create("fake"), registry.create("slow")],
                                executor=client.get_executor())
@@ -72,15 +85,8 @@ def test_a_killed_worker_loses_nothing(tmp_path, fake_models):
     import threading
     import time
 
-    audio = tmp_path / "audio"
-    for i in range(10):
-        write_wav(audio / f"s{i}.wav", 0.4, freq=300 + 50 * i)
-    files = discover(audio).files
-    ref = FeatureStore(str(tmp_path / "ref.zarr"), mode="a")
-    pipeline.run(ref, files, [registry.create("fake")])
-    store = FeatureStore(str(tmp_path / "s.zarr"), mode="a")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
-            distributed.Client(cluster) as client:
+    files, ref, store = _songs_and_reference(tmp_path, 10, ("fake",))
+    with _cluster() as client:
         client.register_plugin(SlowFakes())
         victim = sorted(client.scheduler_info()["workers"])[0]
 
