@@ -232,15 +232,15 @@ def process_songs(store: FeatureStore, songs: Sequence[tuple[AudioFile, Sequence
     Each song comes with the models it needs and its audio if decoded ahead (else None). Each
     (song, model) outcome goes to ``on_result`` as soon as it is written. A file that cannot be
     read or decoded is one failure per model that needed it, recorded once each. Songs up to
-    ``BATCH_SONG_MAX_S`` share model calls (:meth:`Extractor.extract_batch`). Models that do not
+    ``BATCH_SONG_MAX_S`` share model calls (:meth:`Extractor.extract_batch`); a longer song runs
+    alone as soon as it is decoded, so a task holds the audio of one long song at a time. Models that do not
     run on ``options.device`` (CPU-only ones, while torch models use a GPU) run in threads
     beside the others, one song per call, so the GPU does not wait for them.
     """
-    decoded: list[_Song] = []
-    audios = []
-    for file, todo, audio in songs:
+    seconds = [0.0] * len(songs)
+    batch: list[tuple[int, _Song]] = []
+    for index, (file, todo, audio) in enumerate(songs):
         audio = audio if audio is not None else SongAudio(file.path)
-        audios.append(audio)
         source: dict[str, Any] | None = None
         try:
             source = source_info(file)
@@ -251,58 +251,74 @@ def process_songs(store: FeatureStore, songs: Sequence[tuple[AudioFile, Sequence
             for ext in todo:
                 store.record_failure(options.group(ext), file.song_id, reason, type(e).__name__, source)
                 on_result(Result(file.song_id, options.group(ext), "failed", error=reason, path=file.relative))
+            seconds[index] = audio.seconds
             continue
-        decoded.append(_Song(file, todo, audio, duration, source))
-    models = list(dict.fromkeys(ext for song in decoded for ext in song.todo))
+        song = _Song(file, todo, audio, duration, source)
+        if len(songs) > 1 and duration <= BATCH_SONG_MAX_S:
+            batch.append((index, song))
+        else:  # a long song goes alone, and its audio is let go before the next is decoded
+            _run_models(store, [song], options, on_result)
+            seconds[index] = audio.seconds
+    if batch:
+        _run_models(store, [song for _, song in batch], options, on_result)
+        for index, song in batch:
+            seconds[index] = song.audio.seconds
+    return seconds
+
+
+def _run_models(store: FeatureStore, songs: Sequence[_Song], options: RunOptions,
+                on_result: Callable[[Result], None]) -> None:
+    """Every model the decoded ``songs`` need, the songs of each model together (see :func:`process_songs`)."""
+    models = list(dict.fromkeys(ext for song in songs for ext in song.todo))
 
     def compute(ext: Extractor) -> list[Result]:
-        return _compute_model(store, ext, [song for song in decoded if ext in song.todo], options)
+        return _compute_model(store, ext, [song for song in songs if ext in song.todo], options)
 
     beside = [e for e in models if not runs_on(e, options.device)] if options.device != "cpu" else []
     if beside:
-        for song in decoded:
+        for song in songs:
             for rate in {e.time_axis.sample_rate for e in song.todo}:
                 song.audio.at(rate)  # resampled here, before two threads read the copies
-        # one song per call, so a task's songs spread over the pool's threads (onnxruntime and numpy release the GIL)
+        # one song per call, so the songs spread over the pool's threads (onnxruntime and numpy release the GIL)
         pending = [_beside_pool().submit(_compute_model, store, ext, [song], options)
-                   for ext in beside for song in decoded if ext in song.todo]
-        for ext in models:
-            if ext not in beside:
-                for result in compute(ext):
-                    on_result(result)
+                   for ext in beside for song in songs if ext in song.todo]
+        try:
+            for ext in models:
+                if ext not in beside:
+                    for result in compute(ext):
+                        on_result(result)
+        finally:  # also when interrupted: no write may outlive the song's lease
+            wait(pending)
         for future in pending:
             for result in future.result():
                 on_result(result)
-    else:
-        for i, ext in enumerate(models):
-            results = compute(ext)
-            later = {e.time_axis.sample_rate for e in models[i + 1 :]}
-            if ext.time_axis.sample_rate not in later:
-                for song in decoded:
-                    song.audio.forget(ext.time_axis.sample_rate)  # long songs: hold one resampled copy at a time
-            for result in results:
-                on_result(result)
-    return [audio.seconds for audio in audios]
+        return
+    for i, ext in enumerate(models):
+        results = compute(ext)
+        later = {e.time_axis.sample_rate for e in models[i + 1 :]}
+        if ext.time_axis.sample_rate not in later:
+            for song in songs:
+                song.audio.forget(ext.time_axis.sample_rate)  # long songs: hold one resampled copy at a time
+        for result in results:
+            on_result(result)
 
 
 def _compute_model(store: FeatureStore, ext: Extractor, songs: Sequence[_Song], options: RunOptions) -> list[Result]:
-    """One model on the songs of a task: the short ones in one ``extract_batch`` call, the others one by one.
+    """One model on songs: several in one ``extract_batch`` call, one alone through ``extract``.
 
     If the shared call fails (one song too short, out of memory), each song is computed on its
     own, so the failure is recorded for the song that caused it only.
     """
-    short = [song for song in songs if song.duration <= BATCH_SONG_MAX_S] if len(songs) > 1 else []
-    results = []
-    if len(short) > 1:
+    if len(songs) > 1:
         t = time.perf_counter()
         try:
-            outputs = ext.extract_batch([song.audio.at(ext.time_axis.sample_rate) for song in short])
+            outputs = ext.extract_batch([song.audio.at(ext.time_axis.sample_rate) for song in songs])
         except (AudioTooShort, FstoreError, ValueError, RuntimeError, MemoryError):
-            short = []
+            pass  # one at a time below
         else:
-            share = (time.perf_counter() - t) / len(short)
-            results = [_compute_and_write(store, song, ext, options, (data, share)) for song, data in zip(short, outputs)]
-    return results + [_compute_and_write(store, song, ext, options) for song in songs if song not in short]
+            share = (time.perf_counter() - t) / len(songs)
+            return [_compute_and_write(store, song, ext, options, (data, share)) for song, data in zip(songs, outputs)]
+    return [_compute_and_write(store, song, ext, options) for song in songs]
 
 
 def runs_on(ext: Extractor, device: str) -> bool:

@@ -41,9 +41,10 @@ def test_short_songs_of_a_task_share_calls_and_the_store_is_unchanged(tmp_path, 
     exts = _loaded("fake", "slow")
     calls = _calls(exts[0])
     batched = pipeline.run(batched_store, files, exts, pipeline.RunOptions(batch_songs=4))
-    # (extract() is extract_batch of one) task s0-s3: s0, s1, s3 share a call, the 0.9-s s2 goes alone;
-    # task s4-s6: the 2-ms s4 is too short for "fake" and spoils the shared call, so each is then computed alone
-    assert calls == [3, 1, 3, 1, 1, 1]
+    # (extract() is extract_batch of one) task s0-s3: the 0.9-s s2 goes alone as soon as it is decoded, then
+    # s0, s1, s3 share a call; task s4-s6: the 2-ms s4 is too short for "fake" and spoils the shared call, so
+    # each is then computed alone
+    assert calls == [1, 3, 3, 1, 1, 1]
     for summary in (alone, batched):
         assert summary.totals["fake"].done == 6 and summary.totals["fake"].failed == 1
         assert [f.song_id for f in summary.failures if f.model == "fake"] == ["s4"]

@@ -153,3 +153,26 @@ def test_model_loading_is_counted_apart_from_the_run(tmp_path, fake_models):
     ext._load = lambda device: time.sleep(0.3)
     summary = pipeline.run(FeatureStore(str(tmp_path / "s.zarr"), mode="a"), files, [ext])
     assert 0.3 <= summary.load_seconds <= summary.wall_seconds
+
+
+def test_an_interrupt_waits_for_the_models_beside(tmp_path, fake_models, monkeypatch):
+    """Ctrl-C in the device models' thread: the CPU models' writes finish before the song's lease can be released."""
+    import pytest
+
+    files = _files(tmp_path, n=1)
+    beside_model, device_model = _loaded("fake", "slow")
+    monkeypatch.setattr(pipeline, "runs_on", lambda ext, device: ext is device_model)
+    original = beside_model._extract
+    beside_model._extract = lambda wave: time.sleep(0.5) or original(wave)
+
+    def interrupted(wave):
+        raise KeyboardInterrupt
+
+    device_model._extract = interrupted
+    store = FeatureStore(str(tmp_path / "s.zarr"), mode="a")
+    for ext in (beside_model, device_model):
+        store.ensure_model(ext.name, pipeline.group_attrs(ext, pipeline.RunOptions()))
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.process_song(store, files[0], [beside_model, device_model], pipeline.RunOptions(device="cuda"),
+                              lambda r: None)
+    assert store.songs("fake") == [files[0].song_id]  # written before the interrupt went on
