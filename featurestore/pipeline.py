@@ -274,7 +274,7 @@ def _run_models(store: FeatureStore, songs: Sequence[_Song], options: RunOptions
     def compute(ext: Extractor) -> list[Result]:
         return _compute_model(store, ext, [song for song in songs if ext in song.todo], options)
 
-    beside = [e for e in models if not runs_on(e, options.device)] if options.device != "cpu" else []
+    beside = [e for e in models if not runs_on(e, options.device)]
     if beside:
         for song in songs:
             for rate in {e.time_axis.sample_rate for e in song.todo}:
@@ -397,7 +397,9 @@ def work_on_songs(store: FeatureStore, files: Sequence[AudioFile], extractors: S
     work: list[tuple[int, list[Extractor]]] = []
     try:
         for i, file in enumerate(files):
-            todo, cached = _todo(store, file, extractors, options, failed)
+            # a song decoded ahead needed work when the prefetcher looked, a moment ago: claim it without asking
+            # the store again (the check under the lease decides)
+            todo, cached = (extractors, []) if audios[i] is not None else _todo(store, file, extractors, options, failed)
             if todo and store.acquire(file.song_id, run_id) is not None:
                 busy[i] = True
                 continue

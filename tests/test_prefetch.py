@@ -176,3 +176,14 @@ def test_an_interrupt_waits_for_the_models_beside(tmp_path, fake_models, monkeyp
         pipeline.process_song(store, files[0], [beside_model, device_model], pipeline.RunOptions(device="cuda"),
                               lambda r: None)
     assert store.songs("fake") == [files[0].song_id]  # written before the interrupt went on
+
+
+def test_a_song_decoded_ahead_is_looked_up_twice_not_three_times(tmp_path, fake_models, monkeypatch):
+    """The prefetcher's look at the store and the check under the lease: no third read in between."""
+    files = _files(tmp_path, n=3)
+    looks: list[str] = []
+    real = pipeline._todo
+    monkeypatch.setattr(pipeline, "_todo", lambda store, file, *rest: looks.append(file.song_id) or real(store, file, *rest))
+    summary = pipeline.run(FeatureStore(str(tmp_path / "s.zarr"), mode="a"), files, _loaded("fake"))
+    assert summary.totals["fake"].done == 3
+    assert sorted(looks) == sorted(f.song_id for f in files for _ in range(2))
