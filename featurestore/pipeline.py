@@ -14,7 +14,9 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
-from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
+from typing import Any, Callable, Iterable, Protocol, Sequence
+
+import numpy as np
 
 from .audio import SongAudio
 from .discover import AudioFile, source_info, source_unchanged
@@ -23,6 +25,7 @@ from .export import write_npy
 from .extractors.base import Extractor, ExtractorConfig, TorchExtractor
 from .prefetch import Prefetcher
 from .store import FeatureStore
+from .writer import Writer, when_done
 
 MAX_IN_FLIGHT = 1024  # tasks submitted ahead to a pool or cluster: keeps every worker busy, bounds the queue
 #: songs up to this long share model calls with the other songs of their task; longer ones fill batches alone
@@ -216,11 +219,91 @@ class _Song:
     source: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class _Failed:
+    """Why a (song, model) could not be computed."""
+
+    reason: str
+    error_type: str
+
+
+class _Sink:
+    """Where a task's computed (song, model) outcomes go: stored in ``writer``'s threads, each
+    :class:`Result` handed to ``on_result`` once its write has ended."""
+
+    def __init__(self, store: FeatureStore, options: RunOptions, writer: Writer,
+                 on_result: Callable[[Result], None]) -> None:
+        self.store, self.options, self.writer, self.on_result = store, options, writer, on_result
+        self.writes: list[Future] = []
+        self._lock = threading.Lock()  # the threads of CPU-only models beside a GPU put too
+
+    def put(self, file: AudioFile, ext: Extractor, outcome: np.ndarray | _Failed, seconds: float,
+            song: _Song | None = None, source: dict[str, Any] | None = None) -> None:
+        """Queue the write of ``outcome`` (the array, or the failure to record); ``seconds`` it took to compute.
+
+        ``song`` gives the array's attributes (its audio is not kept); a file that could not be
+        decoded has none, only the ``source`` it was read from, if that much was known.
+        """
+        self._raise_store_error()  # a store that cannot be written stops the task before more compute
+        n_samples = int(song.audio.at(ext.time_axis.sample_rate).shape[0]) if song is not None else 0
+        described = (song.duration, song.source) if song is not None else (None, source)
+        nbytes = outcome.nbytes if isinstance(outcome, np.ndarray) else 0
+        future = self.writer.submit(nbytes, self._store, file, ext, outcome, seconds, n_samples, *described)
+        with self._lock:
+            self.writes.append(future)
+
+    def _store(self, file: AudioFile, ext: Extractor, outcome: np.ndarray | _Failed, seconds: float,
+               n_samples: int, duration: float | None, source: dict[str, Any] | None) -> None:
+        self.on_result(_store_outcome(self.store, self.options, file, ext, outcome, seconds, n_samples, duration,
+                                      source))
+
+    def _raise_store_error(self) -> None:
+        with self._lock:
+            done = [f for f in self.writes if f.done()]
+        for future in done:
+            if isinstance(future.exception(), StoreError):
+                raise future.exception()  # type: ignore[misc]
+
+
+def _store_outcome(store: FeatureStore, options: RunOptions, file: AudioFile, ext: Extractor,
+                   outcome: np.ndarray | _Failed, seconds: float, n_samples: int, duration: float | None,
+                   source: dict[str, Any] | None) -> Result:
+    """Write one (song, model)'s array (and its .npy copy), or record its failure; its result.
+
+    A StoreError propagates: the store cannot be written, so the run stops.
+    """
+    group = options.group(ext)
+    t = time.perf_counter()
+    if isinstance(outcome, _Failed):
+        store.record_failure(group, file.song_id, outcome.reason, outcome.error_type, source)
+        return Result(file.song_id, group, "failed", seconds, error=outcome.reason, path=file.relative)
+    try:
+        attrs = song_attrs(ext, n_samples, duration or 0.0, source or {}, options.dtype)
+        store.write(group, file.song_id, outcome, ext.dims, attrs, dtype=options.dtype)
+        store.clear_failure(group, file.song_id)
+    except StoreError:
+        raise
+    except (InvalidSongId, FstoreError, OSError, ValueError) as e:
+        failed = _Failed(str(e), type(e).__name__)
+        return _store_outcome(store, options, file, ext, failed, seconds + time.perf_counter() - t, n_samples,
+                              duration, source)
+    seconds += time.perf_counter() - t
+    result = Result(file.song_id, group, "done", seconds, outcome.shape, duration, path=file.relative,
+                    frame_rate_hz=ext.time_axis.frame_rate_hz)
+    if options.output_base is not None:
+        try:
+            write_npy(options.output_base, group, file.song_id, outcome)
+        except OSError as e:  # the store holds the result: only the copy failed
+            return replace(result, status="failed", error=f"stored, but the .npy export failed: {e}")
+    return result
+
+
 def process_song(store: FeatureStore, file: AudioFile, extractors: Sequence[Extractor], options: RunOptions,
                  on_result: Callable[[Result], None], audio: SongAudio | None = None) -> float:
     """Decode one file once and run every model that needs it; return the decode + resample seconds.
 
     ``audio`` is the song already decoded ahead (see :mod:`.prefetch`), or None to decode it here.
+    Every array is written when this returns.
     """
     return process_songs(store, [(file, extractors, audio)], options, on_result)[0]
 
@@ -229,13 +312,25 @@ def process_songs(store: FeatureStore, songs: Sequence[tuple[AudioFile, Sequence
                   options: RunOptions, on_result: Callable[[Result], None]) -> list[float]:
     """Decode each song once and run every model each needs; return each song's decode + resample seconds.
 
-    Each song comes with the models it needs and its audio if decoded ahead (else None). Each
-    (song, model) outcome goes to ``on_result`` as soon as it is written. A file that cannot be
-    read or decoded is one failure per model that needed it, recorded once each. Songs up to
+    Each song comes with the models it needs and its audio if decoded ahead (else None); see
+    :func:`_compute_songs`. Every array is written when this returns.
+    """
+    with Writer() as writer:
+        sink = _Sink(store, options, writer, on_result)
+        seconds = _compute_songs(sink, songs)
+    for future in sink.writes:
+        future.result()  # a StoreError stops the caller
+    return seconds
+
+
+def _compute_songs(sink: _Sink, songs: Sequence[tuple[AudioFile, Sequence[Extractor], SongAudio | None]]) -> list[float]:
+    """Decode each song once and compute every model it needs, each outcome put in ``sink``; each song's decode seconds.
+
+    A file that cannot be read or decoded is one failure per model that needed it. Songs up to
     ``BATCH_SONG_MAX_S`` share model calls (:meth:`Extractor.extract_batch`); a longer song runs
-    alone as soon as it is decoded, so a task holds the audio of one long song at a time. Models that do not
-    run on ``options.device`` (CPU-only ones, while torch models use a GPU) run in threads
-    beside the others, one song per call, so the GPU does not wait for them.
+    alone as soon as it is decoded, so a task holds the audio of one long song at a time. Models
+    that do not run on the run's device (CPU-only ones, while torch models use a GPU) run in
+    threads beside the others, one song per call, so the GPU does not wait for them.
     """
     seconds = [0.0] * len(songs)
     batch: list[tuple[int, _Song]] = []
@@ -247,78 +342,86 @@ def process_songs(store: FeatureStore, songs: Sequence[tuple[AudioFile, Sequence
             duration = audio.duration_s  # decodes (or raises the failure of a decode ahead)
             source["decoder"] = audio.audio.decoder
         except (AudioError, OSError) as e:
-            reason = e.reason if isinstance(e, AudioError) else f"cannot read ({e})"
+            failed = _Failed(e.reason if isinstance(e, AudioError) else f"cannot read ({e})", type(e).__name__)
             for ext in todo:
-                store.record_failure(options.group(ext), file.song_id, reason, type(e).__name__, source)
-                on_result(Result(file.song_id, options.group(ext), "failed", error=reason, path=file.relative))
+                sink.put(file, ext, failed, 0.0, source=source)
             seconds[index] = audio.seconds
             continue
         song = _Song(file, todo, audio, duration, source)
         if len(songs) > 1 and duration <= BATCH_SONG_MAX_S:
             batch.append((index, song))
         else:  # a long song goes alone, and its audio is let go before the next is decoded
-            _run_models(store, [song], options, on_result)
+            _run_models([song], sink)
             seconds[index] = audio.seconds
     if batch:
-        _run_models(store, [song for _, song in batch], options, on_result)
+        _run_models([song for _, song in batch], sink)
         for index, song in batch:
             seconds[index] = song.audio.seconds
     return seconds
 
 
-def _run_models(store: FeatureStore, songs: Sequence[_Song], options: RunOptions,
-                on_result: Callable[[Result], None]) -> None:
-    """Every model the decoded ``songs`` need, the songs of each model together (see :func:`process_songs`)."""
+def _run_models(songs: Sequence[_Song], sink: _Sink) -> None:
+    """Every model the decoded ``songs`` need, the songs of each model together (see :func:`_compute_songs`)."""
     models = list(dict.fromkeys(ext for song in songs for ext in song.todo))
 
-    def compute(ext: Extractor) -> list[Result]:
-        return _compute_model(store, ext, [song for song in songs if ext in song.todo], options)
+    def compute(ext: Extractor) -> None:
+        _compute_model(ext, [song for song in songs if ext in song.todo], sink)
 
-    beside = [e for e in models if not runs_on(e, options.device)]
+    beside = [e for e in models if not runs_on(e, sink.options.device)]
     if beside:
         for song in songs:
             for rate in {e.time_axis.sample_rate for e in song.todo}:
                 song.audio.at(rate)  # resampled here, before two threads read the copies
         # one song per call, so the songs spread over the pool's threads (onnxruntime and numpy release the GIL)
-        pending = [_beside_pool().submit(_compute_model, store, ext, [song], options)
+        pending = [_beside_pool().submit(_compute_model, ext, [song], sink)
                    for ext in beside for song in songs if ext in song.todo]
         try:
             for ext in models:
                 if ext not in beside:
-                    for result in compute(ext):
-                        on_result(result)
-        finally:  # also when interrupted: no write may outlive the song's lease
+                    compute(ext)
+        finally:  # also when interrupted: every write is queued before the task ends
             wait(pending)
         for future in pending:
-            for result in future.result():
-                on_result(result)
+            future.result()
         return
     for i, ext in enumerate(models):
-        results = compute(ext)
+        compute(ext)
         later = {e.time_axis.sample_rate for e in models[i + 1 :]}
         if ext.time_axis.sample_rate not in later:
             for song in songs:
                 song.audio.forget(ext.time_axis.sample_rate)  # long songs: hold one resampled copy at a time
-        for result in results:
-            on_result(result)
 
 
-def _compute_model(store: FeatureStore, ext: Extractor, songs: Sequence[_Song], options: RunOptions) -> list[Result]:
+def _compute_model(ext: Extractor, songs: Sequence[_Song], sink: _Sink) -> None:
     """One model on songs: several in one ``extract_batch`` call, one alone through ``extract``.
 
     If the shared call fails (one song too short, out of memory), each song is computed on its
     own, so the failure is recorded for the song that caused it only.
     """
+    rate = ext.time_axis.sample_rate
     if len(songs) > 1:
         t = time.perf_counter()
         try:
-            outputs = ext.extract_batch([song.audio.at(ext.time_axis.sample_rate) for song in songs])
-        except (AudioTooShort, FstoreError, ValueError, RuntimeError, MemoryError):
+            outputs = ext.extract_batch([song.audio.at(rate) for song in songs])
+        except _COMPUTE_ERRORS:
             pass  # one at a time below
         else:
             share = (time.perf_counter() - t) / len(songs)
-            return [_compute_and_write(store, song, ext, options, (data, share)) for song, data in zip(songs, outputs)]
-    return [_compute_and_write(store, song, ext, options) for song in songs]
+            for song, data in zip(songs, outputs):
+                sink.put(song.file, ext, data, share, song)
+            return
+    for song in songs:
+        t = time.perf_counter()
+        outcome: np.ndarray | _Failed
+        try:
+            outcome = ext.extract(song.audio.at(rate))
+        except _COMPUTE_ERRORS as e:
+            outcome = _Failed(e.reason if isinstance(e, AudioError) else str(e), type(e).__name__)
+        sink.put(song.file, ext, outcome, time.perf_counter() - t, song)
+
+
+#: what computing one song may raise that fails that song only
+_COMPUTE_ERRORS = (AudioError, AudioTooShort, FstoreError, OSError, ValueError, RuntimeError, MemoryError)
 
 
 def runs_on(ext: Extractor, device: str) -> bool:
@@ -346,36 +449,6 @@ def _beside_pool() -> ThreadPoolExecutor:
         return _beside
 
 
-def _compute_and_write(store: FeatureStore, song: _Song, ext: Extractor, options: RunOptions,
-                       computed: tuple[Any, float] | None = None) -> Result:
-    """One (song, model): extract (unless ``computed`` gives the output and its seconds), write the
-    array (and the .npy copy), or record the failure."""
-    group, file = options.group(ext), song.file
-    wave = song.audio.at(ext.time_axis.sample_rate)
-    t = time.perf_counter()
-    try:
-        data = ext.extract(wave) if computed is None else computed[0]
-        attrs = song_attrs(ext, int(wave.shape[0]), song.duration, song.source, options.dtype)
-        store.write(group, file.song_id, data, ext.dims, attrs, dtype=options.dtype)
-        store.clear_failure(group, file.song_id)
-        seconds = time.perf_counter() - t + (computed[1] if computed is not None else 0.0)
-        result = Result(file.song_id, group, "done", seconds, data.shape, song.duration,
-                        path=file.relative, frame_rate_hz=ext.time_axis.frame_rate_hz)
-    except StoreError:
-        raise
-    except (AudioError, AudioTooShort, InvalidSongId, FstoreError, OSError, ValueError, RuntimeError, MemoryError) as e:
-        reason = e.reason if isinstance(e, AudioError) else str(e)
-        store.record_failure(group, file.song_id, reason, type(e).__name__, song.source)
-        return Result(file.song_id, group, "failed", time.perf_counter() - t, error=reason, path=file.relative)
-    if options.output_base is not None:
-        try:
-            write_npy(options.output_base, group, file.song_id, data)
-        except OSError as e:  # the store holds the result: only the copy failed
-            return Result(file.song_id, group, "failed", result.seconds, data.shape, song.duration,
-                          error=f"stored, but the .npy export failed: {e}", path=file.relative)
-    return result
-
-
 @dataclass(frozen=True)
 class SongOutcome:
     """What one worker did with one song (picklable, for executors)."""
@@ -388,14 +461,41 @@ class SongOutcome:
 def work_on_songs(store: FeatureStore, files: Sequence[AudioFile], extractors: Sequence[Extractor],
                   options: RunOptions, failed: frozenset[tuple[str, str]], run_id: str,
                   audios: Sequence[SongAudio | None] | None = None) -> list[SongOutcome]:
-    """Skip, or claim under ``run_id`` and process, the songs of one task (``audios``: decoded ahead, or None)."""
+    """Skip, or claim under ``run_id`` and process, the songs of one task; every array is written when it returns."""
+    with Writer() as writer:
+        outcomes = start_songs(store, files, extractors, options, failed, run_id, writer, audios)
+    return outcomes.result()
+
+
+def start_songs(store: FeatureStore, files: Sequence[AudioFile], extractors: Sequence[Extractor],
+                options: RunOptions, failed: frozenset[tuple[str, str]], run_id: str, writer: Writer,
+                audios: Sequence[SongAudio | None] | None = None) -> Future:
+    """Skip, or claim under ``run_id`` and compute, the songs of one task (``audios``: decoded ahead, or None).
+
+    The arrays are written in ``writer``'s threads, so this returns while the last ones may still
+    be written: the future of the songs' outcomes is done once every write has ended and the
+    leases are released (also after an interrupt); a StoreError from a write is its exception.
+    """
     audios = audios or [None] * len(files)
+    position = {file.song_id: i for i, file in enumerate(files)}
     results: list[list[Result]] = [[] for _ in files]
     busy = [False] * len(files)
     seconds = [0.0] * len(files)
     held: list[AudioFile] = []
-    work: list[tuple[int, list[Extractor]]] = []
+    sink = _Sink(store, options, writer, lambda r: results[position[r.song_id]].append(r))
+
+    def release() -> None:
+        for file in held:
+            store.release(file.song_id, run_id)
+
+    def finish() -> list[SongOutcome]:
+        release()
+        for future in sink.writes:
+            future.result()  # a StoreError stops the run
+        return [SongOutcome(tuple(r), s, b) for r, s, b in zip(results, seconds, busy)]
+
     try:
+        work: list[tuple[int, list[Extractor]]] = []
         for i, file in enumerate(files):
             # a song decoded ahead needed work when the prefetcher looked, a moment ago: claim it without asking
             # the store again (the check under the lease decides)
@@ -410,28 +510,36 @@ def work_on_songs(store: FeatureStore, files: Sequence[AudioFile], extractors: S
             results[i].extend(cached)
             if todo:
                 work.append((i, todo))
-        index = {files[i].song_id: i for i, _ in work}
-        spent = process_songs(store, [(files[i], todo, audios[i]) for i, todo in work], options,
-                              lambda r: results[index[r.song_id]].append(r))
+        spent = _compute_songs(sink, [(files[i], todo, audios[i]) for i, todo in work])
         for (i, _), s in zip(work, spent):
             seconds[i] = s
-    finally:
-        for file in held:  # also after an interrupt
-            store.release(file.song_id, run_id)
-    return [SongOutcome(tuple(r), s, b) for r, s, b in zip(results, seconds, busy)]
+    except BaseException:  # interrupted, or the store failed: the leases go once the queued writes have ended
+        when_done(list(sink.writes), release)
+        raise
+    return when_done(list(sink.writes), finish)
 
 
 class SyncExecutor(Executor):
-    """Runs each task when it is submitted, in this process: the in-process run is an executor too."""
+    """Runs each task when it is submitted, in this process: the in-process run is an executor too.
 
-    window = 1  # submit one task, report it, then the next: results stream and Ctrl-C loses one task's songs
+    A task may return a future instead of its result (its arrays are still being written
+    behind it, see :func:`start_songs`): that future is the task's.
+    """
+
+    # the next task computes while the last one's arrays are written; results stream, and Ctrl-C
+    # loses the computing task's songs only (the written ones are reported)
+    window = 2
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
         future: Future = Future()
         try:
-            future.set_result(fn(*args, **kwargs))
+            value = fn(*args, **kwargs)
         except Exception as e:  # a task's error travels in its future, as in any executor
             future.set_exception(e)
+            return future
+        if isinstance(value, Future):
+            return value
+        future.set_result(value)
         return future
 
 
@@ -454,12 +562,14 @@ class _LocalTask:
     run: _Run
     store: FeatureStore
     extractors: tuple[Extractor, ...]
+    writer: Writer
     prefetcher: Prefetcher | None = None
 
-    def __call__(self, files: Sequence[AudioFile]) -> list[SongOutcome]:
+    def __call__(self, files: Sequence[AudioFile]) -> Future:
+        """The future of the songs' outcomes, done once their arrays are written (see :func:`start_songs`)."""
         audios = [self.prefetcher.take(file) if self.prefetcher is not None else None for file in files]
-        return work_on_songs(self.store, files, self.extractors, self.run.options, self.run.failed, self.run.run_id,
-                             audios)
+        return start_songs(self.store, files, self.extractors, self.run.options, self.run.failed, self.run.run_id,
+                           self.writer, audios)
 
     def rates(self, file: AudioFile) -> list[int]:
         """The sample rates ``file`` is needed at by the models that still have to compute it."""
@@ -503,12 +613,22 @@ def _worker_state(run: _Run) -> tuple[FeatureStore, tuple[Extractor, ...]]:
         return _worker_stores[key], tuple(extractors)
 
 
-def _outcomes(executor: Executor, task: Callable[[Sequence[AudioFile]], list[SongOutcome]],
-              files: Sequence[AudioFile], per_task: int) -> Iterator[tuple[AudioFile, SongOutcome]]:
-    """(file, outcome) in completion order, ``per_task`` songs per task, at most the executor's ``window`` tasks in flight."""
+def _run_tasks(executor: Executor, task: Callable[[Sequence[AudioFile]], Any], files: Sequence[AudioFile],
+               per_task: int, on_outcome: Callable[[AudioFile, SongOutcome], None]) -> None:
+    """Run ``files`` as tasks of ``per_task`` songs, at most the executor's ``window`` in flight; each
+    (file, outcome) goes to ``on_outcome`` in completion order.
+
+    Interrupted or failed, tasks not started are not started. In this process
+    (:class:`SyncExecutor`) the tasks in flight are only writing: they end, and are reported.
+    """
     window = getattr(executor, "window", MAX_IN_FLIGHT)
     pending: dict[Future, tuple[AudioFile, ...]] = {}
     tasks = (tuple(files[i : i + per_task]) for i in range(0, len(files), max(1, per_task)))
+
+    def report(future: Future) -> None:
+        for file, outcome in zip(pending.pop(future), future.result()):
+            on_outcome(file, outcome)
+
     try:
         while True:
             for songs in tasks:
@@ -518,9 +638,13 @@ def _outcomes(executor: Executor, task: Callable[[Sequence[AudioFile]], list[Son
             if not pending:
                 return
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                yield from zip(pending.pop(future), future.result())
-    finally:  # interrupted or failed: tasks not started are not started
+            for future in [f for f in pending if f in done]:  # in submission order
+                report(future)
+    finally:
+        if isinstance(executor, SyncExecutor):
+            for future in list(pending):
+                if future.exception() is None:  # waits for its writes
+                    report(future)
         for future in pending:
             future.cancel()
 
@@ -533,8 +657,8 @@ def run(store: FeatureStore, files: Iterable[AudioFile], extractors: Sequence[Ex
     Every ``options.batch_songs`` consecutive songs (default 1) are one task for
     ``executor``; the songs of a task up to ``BATCH_SONG_MAX_S`` share model calls. No
     executor (or :class:`SyncExecutor`) runs the tasks here, one after another, with the
-    extractors loaded on ``options.device`` and the next songs decoded ahead in a thread
-    (:mod:`.prefetch`); a
+    extractors loaded on ``options.device``, the next songs decoded ahead in a thread
+    (:mod:`.prefetch`) and the arrays written behind the compute (:mod:`.writer`); a
     ``concurrent.futures.Executor`` (a ``ProcessPoolExecutor``, or a Dask cluster's
     ``client.get_executor()``) runs them in workers, which load the models once per process
     and write their songs' arrays to the store themselves (so the store URL and the audio
@@ -546,8 +670,8 @@ def run(store: FeatureStore, files: Iterable[AudioFile], extractors: Sequence[Ex
     holds is retried once at the end, then reported as skipped ("in progress in another
     run"); leases of dead processes are taken over.
 
-    KeyboardInterrupt (also while models load) stops the run: finished arrays stay
-    complete, the ones being computed are never marked complete; the reporter still gets the
+    KeyboardInterrupt (also while models load) stops the run: arrays already computed are
+    written (and reported), the ones being computed are never marked complete; the reporter still gets the
     summary, which says ``interrupted``, and the exception propagates.
     """
     reporter = reporter or SilentReporter()
@@ -560,9 +684,10 @@ def run(store: FeatureStore, files: Iterable[AudioFile], extractors: Sequence[Ex
         summary.add(r)
         reporter.result(r)
 
-    def run_pass(task: Callable[[Sequence[AudioFile]], list[SongOutcome]], batch: list[AudioFile]) -> list[AudioFile]:
+    def run_pass(task: Callable[[Sequence[AudioFile]], Any], batch: list[AudioFile]) -> list[AudioFile]:
         busy = []
-        for file, outcome in _outcomes(executor, task, batch, options.batch_songs):
+
+        def on_outcome(file: AudioFile, outcome: SongOutcome) -> None:
             summary.decode_seconds += outcome.decode_seconds
             for r in outcome.results:
                 report(r)
@@ -570,6 +695,8 @@ def run(store: FeatureStore, files: Iterable[AudioFile], extractors: Sequence[Ex
                 busy.append(file)
             else:
                 reporter.song_done(file)
+
+        _run_tasks(executor, task, batch, options.batch_songs, on_outcome)
         return busy
 
     start = time.perf_counter()
@@ -586,11 +713,13 @@ def run(store: FeatureStore, files: Iterable[AudioFile], extractors: Sequence[Ex
             for ext in extractors:
                 ext.load(options.device)
             summary.load_seconds = time.perf_counter() - loading
-            local = _LocalTask(shared, store, tuple(extractors))
-            # the next songs are decoded while one computes; songs another run held are retried without
-            with Prefetcher(files, local.rates) as prefetcher:
-                busy = run_pass(replace(local, prefetcher=prefetcher), files)
-            busy = run_pass(local, busy)
+            # the next songs are decoded while one computes, and the last one's arrays are written (the writer's
+            # exit waits for them, also after an interrupt); songs another run held are retried without prefetch
+            with Writer() as writer:
+                local = _LocalTask(shared, store, tuple(extractors), writer)
+                with Prefetcher(files, local.rates) as prefetcher:
+                    busy = run_pass(replace(local, prefetcher=prefetcher), files)
+                busy = run_pass(local, busy)
         else:
             remote = _RemoteTask(shared)
             busy = run_pass(remote, run_pass(remote, files))
