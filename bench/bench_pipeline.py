@@ -9,14 +9,17 @@ clips), each case in its own process so that its peak RSS is its own:
 * (a) the classic way: every model loaded once, fp32; then for each file and each model,
   decode, resample, extract and ``np.save``, one after the other, no overlap;
 * (b) ``fstore extract`` as a user runs it (``--precision auto``: fp32 on CPU, bf16 on CUDA);
-* (c) ``fstore extract --precision bf16``.
+* (c) ``fstore extract --precision bf16``;
+* (d) ``fstore extract --precision bf16 --workers auto`` (on a CPU one process per core; its
+  wall time includes the workers loading their models, which (b) and (c) leave out).
 
 For each: seconds per clip (the run's wall time, models already loaded), the sum of the
 per-model compute (the pipeline's overhead is wall / sum), per-model seconds, peak RSS, and
 the speed-up over (a). The machine's GEMM rates are printed alongside (shared machines: the
-ratios within one run are what compares). With ``--repeats N`` the three cases run in turn N
-times (a, b, c, a, b, c, ...), so a slow spell of a shared machine hits all of them, and each
-case's fastest run is reported, with every run's seconds per clip below the table. Models whose weights are not on this machine
+ratios within one run are what compares). With ``--repeats N`` the cases run in turn N times
+(a, b, c, d, a, b, ...), so a slow spell of a shared machine hits all of them, and each case's
+fastest run is reported, with every run's seconds per clip below the table. Peak RSS is the
+case's own process; (d) also prints its largest worker's. Models whose weights are not on this machine
 (OpenL3, MERT) run with official-format random weights (timing does not depend on values);
 the output says which. ``--smoke`` is the CI-sized form: two 2-s clips, CREPE tiny, a tiny MERT.
 """
@@ -77,8 +80,8 @@ def classic(files: list[str], specs: dict[str, dict[str, Any]], device: str, out
 
 
 def fstore_extract(files: list[str], specs: dict[str, dict[str, Any]], device: str, precision: str,
-                   out: Path) -> dict[str, Any]:
-    """(b), (c): ``fstore extract`` in this process, exactly as the command line runs it."""
+                   out: Path, workers: str = "0") -> dict[str, Any]:
+    """(b), (c), (d): ``fstore extract`` in this process, exactly as the command line runs it."""
     import contextlib
     import io
 
@@ -86,7 +89,7 @@ def fstore_extract(files: list[str], specs: dict[str, dict[str, Any]], device: s
 
     folder = Path(files[0]).parent
     argv = ["fstore", "extract", str(folder), "--store", str(out / "store.zarr"), "--models", ",".join(specs),
-            "--device", device, "--precision", precision, "--json", "--quiet"]
+            "--device", device, "--precision", precision, "--workers", workers, "--json", "--quiet"]
     if "crepe" in specs:
         argv += ["--crepe-capacity", specs["crepe"].get("capacity", "full")]
     if specs.get("openl3", {}).get("weights_path"):
@@ -112,14 +115,20 @@ def child(args: argparse.Namespace) -> None:
     if job["case"] == "classic":
         result = classic(job["files"], job["specs"], job["device"], out)
     else:
-        result = fstore_extract(job["files"], job["specs"], job["device"], job["precision"], out)
+        result = fstore_extract(job["files"], job["specs"], job["device"], job["precision"], out, job["workers"])
+    import resource
+
     result["peak_rss_mib"] = peak_rss_mib()
+    if job["workers"] != "0":  # the largest worker's
+        result["worker_rss_mib"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(json.dumps(result))
 
 
-def run_case(case: str, precision: str, files: list[str], specs: dict[str, Any], device: str, tmp: Path) -> dict[str, Any]:
+def run_case(case: str, precision: str, workers: str, files: list[str], specs: dict[str, Any], device: str,
+             tmp: Path) -> dict[str, Any]:
     out = Path(tempfile.mkdtemp(prefix=f"{case}-{precision}-", dir=tmp))
-    job = {"case": case, "precision": precision, "files": files, "specs": specs, "device": device, "out": str(out)}
+    job = {"case": case, "precision": precision, "workers": workers, "files": files, "specs": specs, "device": device,
+           "out": str(out)}
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     done = subprocess.run([sys.executable, __file__, "--child", json.dumps(job)], capture_output=True, text=True, env=env)
     if done.returncode != 0:
@@ -176,8 +185,12 @@ def report(cases: dict[str, dict[str, Any]], n_clips: int, models: list[str]) ->
         total = sum(r["models"].values())
         print(f"{label:34}{r['wall'] / n_clips:8.2f}{total / n_clips:8.2f}{r['wall'] / total:9.2f}{base / r['wall']:7.2f}x"
               f"{r['peak_rss_mib']:9.0f}" + "".join(f"{r['models'].get(m, 0.0) / n_clips:9.2f}" for m in models))
-    print("s/clip: the run's wall time per clip (models loaded); sum: the per-model compute per clip "
-          "(decode and resample included in (a)); wall/sum: the pipeline's overhead")
+    for label, r in cases.items():
+        if r.get("worker_rss_mib"):
+            print(f"peak RSS of the largest worker process in {label}: {r['worker_rss_mib']:.0f} MiB")
+    print("s/clip: the run's wall time per clip (models loaded; in (d) the workers load theirs inside it); sum: the "
+          "per-model compute per clip (decode and resample included in (a)); wall/sum: the pipeline's overhead "
+          "(below 1 where songs compute in parallel processes)")
 
 
 def main() -> None:
@@ -220,14 +233,15 @@ def main() -> None:
         for note in notes:
             print(f"note: {note} (timing does not depend on the values)")
         labels = {
-            "(a) classic, fp32": ("classic", "fp32"),
-            "(b) fstore extract, default": ("fstore", "auto"),
-            "(c) fstore extract, bf16": ("fstore", "bf16"),
+            "(a) classic, fp32": ("classic", "fp32", "0"),
+            "(b) fstore extract, default": ("fstore", "auto", "0"),
+            "(c) fstore extract, bf16": ("fstore", "bf16", "0"),
+            "(d) bf16, --workers auto": ("fstore", "bf16", "auto"),
         }
         runs: dict[str, list[dict[str, Any]]] = {label: [] for label in labels}
         for _ in range(max(1, args.repeats)):
-            for label, (case, precision) in labels.items():
-                runs[label].append(run_case(case, precision, files, specs, args.device, tmp))
+            for label, (case, precision, workers) in labels.items():
+                runs[label].append(run_case(case, precision, workers, files, specs, args.device, tmp))
     report({label: min(rs, key=lambda r: r["wall"]) for label, rs in runs.items()}, len(files), models)
     if args.repeats > 1:
         for label, rs in runs.items():

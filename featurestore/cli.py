@@ -144,12 +144,10 @@ def _print_plan(work, found, unavailable: dict[str, str], as_json: bool) -> None
         out.print(f"unavailable {model}: {message}", markup=False, highlight=False)
 
 
-def parse_workers(value: str, device: str) -> int:
-    """``--workers``: a count of local processes, or ``auto`` (:func:`.devices.auto_workers`)."""
-    from .devices import auto_workers
-
+def parse_workers(value: str) -> int | None:
+    """``--workers``: a count of local processes, or None for ``auto`` (decided once the songs to compute are known)."""
     if value.strip().lower() == "auto":
-        return auto_workers(device)
+        return None
     try:
         count = int(value)
     except ValueError:
@@ -188,7 +186,9 @@ def _share_cores(workers: int) -> None:
     """Give each local worker its share of the cores, so N workers do not each start N threads."""
     import os
 
-    threads = str(max(1, (os.cpu_count() or 1) // workers))
+    from .devices import usable_cores
+
+    threads = str(max(1, usable_cores() // workers))
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = threads
 
@@ -212,7 +212,7 @@ def extract(
     precision: Annotated[Precision, typer.Option("--precision", help="For the models that have one: auto is fp32 on CPU (exact), bf16 on CUDA.")] = Precision.auto,
     option: Annotated[Optional[list[str]], typer.Option("--option", "-o", help="Any model's option as MODEL.FIELD=VALUE (repeatable), e.g. -o mert.window_s=10 (the fields of each model are listed in the README).", rich_help_panel=MODEL_PANEL)] = None,
     batch_songs: Annotated[Optional[int], typer.Option("--batch-songs", min=1, help="Songs per task; those up to 60 s share model calls, which fills a GPU with short clips. Default: 16 on a GPU, 1 on a CPU (where batches gain little).", show_default=False)] = None,
-    workers: Annotated[str, typer.Option("--workers", help="Worker processes on this machine, each with its own models: N, 0 (work in this process) or auto (one per 4 cores and 3 GiB of free memory on a CPU; 0 on a GPU).")] = "0",
+    workers: Annotated[str, typer.Option("--workers", help="Worker processes on this machine, each with its own models: N, 0 (work in this process) or auto (on a CPU one per core and 3 GiB of free memory, the fastest choice for many songs; 0 on a GPU).")] = "0",
     dask_scheduler: Annotated[Optional[str], typer.Option("--dask-scheduler", help="Address of a Dask scheduler (tcp://host:8786): every song becomes a task on its workers, which must see --audio-dir and --store.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="A line per file and model: shape, time, rate.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and the summary.")] = False,
@@ -241,12 +241,7 @@ def extract(
         check_precision_supported(precision, device)
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--device / --precision") from e
-    processes = parse_workers(workers, device)
-    if workers.strip().lower() == "auto":
-        from .devices import usable_cores
-
-        console.print(f"--workers auto: {f'{processes} processes' if processes else 'this process'}, "
-                      f"{usable_cores() // max(1, processes)} threads each, on {device}")
+    processes = parse_workers(workers)
     dtype = dtype.value
     target = _open_for_writing(store, dry_run)
     inputs = paths + ([str(audio_dir)] if audio_dir is not None else [])
@@ -318,6 +313,14 @@ def extract(
         + (" (--overwrite: the groups are replaced)" if overwrite else "") + ": "
         + ", ".join(f"{g} {work.compute[g]}/{work.cached[g]}" for g in work.compute)
     )
+    if processes is None:  # --workers auto
+        from .devices import auto_workers, usable_cores
+
+        songs = len({song for pairs in work.songs.values() for song, action in pairs if action == "compute"})
+        processes = auto_workers(device, songs)
+        threads = usable_cores() // max(1, processes)
+        console.print(f"--workers auto: {f'{processes} processes' if processes else 'this process'}, "
+                      f"{threads} thread{'s' if threads != 1 else ''} each, on {device}")
     if dry_run:
         _print_plan(work, found, unavailable, as_json)
         raise typer.Exit(0 if not found.errors and not (unavailable and named) else 1)

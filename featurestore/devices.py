@@ -88,9 +88,11 @@ def check_precision_supported(precision: str, device: str) -> None:
 #: (a 60-s batch of windows) and a long song's audio, measured at ~2.1 GiB peak for a
 #: 20-minute song on CPU
 WORKER_MEMORY_BYTES = 3 << 30
-#: torch threads a CPU worker should have at least: its GEMMs and convolutions scale to about
-#: this many cores; more processes with fewer threads each stop gaining and cost memory
-WORKER_MIN_THREADS = 4
+#: cores per CPU worker process. One: songs are independent, while a song's models scale poorly
+#: over threads (decoding, resampling, CREPE's Viterbi, madmom and the element-wise passes
+#: between the GEMMs run on one core). On a 2-core AMX Xeon, four models in bf16: 2 processes of
+#: 1 thread did 4 clips in 75-81 s, 1 process of 2 threads in 107-123 s
+WORKER_CORES = 1
 
 
 def usable_cores() -> int:
@@ -115,18 +117,21 @@ def available_memory() -> int | None:
     return None
 
 
-def auto_workers(device: str, cores: int | None = None, memory: int | None = None) -> int:
+def auto_workers(device: str, songs: int | None = None, cores: int | None = None, memory: int | None = None) -> int:
     """Local worker processes for ``--workers auto``: 0 (work in this process) or N >= 2.
 
     On a GPU: 0. One process owns the device; it decodes ahead and runs the CPU-only models
-    in a thread beside the GPU's. On a CPU: one process per ``WORKER_MIN_THREADS`` cores, at
-    most one per ``WORKER_MEMORY_BYTES`` of available memory; 0 when that makes one process.
+    in a thread beside the GPU's. On a CPU: one process per ``WORKER_CORES`` cores, at most one
+    per ``WORKER_MEMORY_BYTES`` of available memory and one per song to compute (``songs``,
+    when known); 0 when that makes one process.
     """
     if device != "cpu":
         return 0
     cores = usable_cores() if cores is None else cores
     memory = available_memory() if memory is None else memory
-    processes = cores // WORKER_MIN_THREADS
+    processes = cores // WORKER_CORES
     if memory is not None:
         processes = min(processes, memory // WORKER_MEMORY_BYTES)
+    if songs is not None:
+        processes = min(processes, songs)
     return processes if processes >= 2 else 0

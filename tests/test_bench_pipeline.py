@@ -18,7 +18,8 @@ def test_bench_pipeline_smoke() -> None:
     lines = done.stdout.splitlines()
     assert "2 clips" in lines[0] and "GEMM" in lines[0]
     rows = {line[:34].strip(): line[34:].split() for line in lines if line.startswith("(")}
-    assert list(rows) == ["(a) classic, fp32", "(b) fstore extract, default", "(c) fstore extract, bf16"]
+    assert list(rows) == ["(a) classic, fp32", "(b) fstore extract, default", "(c) fstore extract, bf16",
+                          "(d) bf16, --workers auto"]
     for cells in rows.values():
         per_clip, total, overhead = (float(c) for c in cells[:3])
         crepe, madmom = float(cells[5]), float(cells[6])

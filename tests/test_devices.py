@@ -35,20 +35,25 @@ def test_fp32_on_cuda_turns_tf32_off():
         cudnn.allow_tf32, matmul.allow_tf32 = saved
 
 
-def test_auto_workers_share_cores_and_memory():
+def test_auto_workers_share_cores_and_memory(monkeypatch):
+    from featurestore import devices
     from featurestore.devices import WORKER_MEMORY_BYTES, auto_workers
 
     plenty = 1 << 40
     assert auto_workers("cuda", cores=16, memory=plenty) == 0  # one process owns the GPU
-    assert auto_workers("cpu", cores=2, memory=plenty) == 0  # a laptop: this process, all cores
-    assert auto_workers("cpu", cores=7, memory=plenty) == 0  # one 4-thread share: no pool for one process
-    assert auto_workers("cpu", cores=16, memory=plenty) == 4
+    assert auto_workers("cpu", cores=1, memory=plenty) == 0  # one core: no pool for one process
+    assert auto_workers("cpu", cores=2, memory=plenty) == 2  # one process per core
+    assert auto_workers("cpu", cores=16, memory=plenty) == 16
     assert auto_workers("cpu", cores=64, memory=5 * WORKER_MEMORY_BYTES) == 5  # memory bounds it
     assert auto_workers("cpu", cores=64, memory=WORKER_MEMORY_BYTES) == 0
-    assert auto_workers("cpu", cores=16, memory=None) == 4  # memory unknown: cores decide
+    monkeypatch.setattr(devices, "available_memory", lambda: None)
+    assert auto_workers("cpu", cores=16) == 16  # memory unknown: cores decide
+    assert auto_workers("cpu", songs=3, cores=16, memory=plenty) == 3  # no idle process
+    assert auto_workers("cpu", songs=1, cores=16, memory=plenty) == 0  # one song: this process
 
 
-def test_workers_option_takes_counts_and_auto(tmp_path):
+def test_workers_option_takes_counts_and_auto(tmp_path, monkeypatch):
+    from featurestore import devices
     from typer.testing import CliRunner
 
     from featurestore.cli import app
@@ -63,4 +68,12 @@ def test_workers_option_takes_counts_and_auto(tmp_path):
     ok = runner.invoke(app, ["extract", str(tmp_path / "audio"), "--store", str(tmp_path / "s.zarr"),
                              "--models", "madmom", "--workers", "auto"])
     assert ok.exit_code == 0, ok.output
-    assert "--workers auto:" in ok.output
+    assert "--workers auto: this process" in ok.output  # one song: no pool
+    write_wav(tmp_path / "audio" / "b.wav", 0.5)
+    write_wav(tmp_path / "audio" / "c.wav", 0.5)
+    monkeypatch.setattr(devices, "usable_cores", lambda: 2)
+    monkeypatch.setattr(devices, "available_memory", lambda: 1 << 40)
+    planned = runner.invoke(app, ["extract", str(tmp_path / "audio"), "--store", str(tmp_path / "s.zarr"),
+                                  "--models", "madmom", "--workers", "auto", "--overwrite", "--dry-run"])
+    assert planned.exit_code == 0, planned.output
+    assert "--workers auto: 2 processes, 1 thread each, on cpu" in planned.output
