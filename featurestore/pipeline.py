@@ -241,10 +241,10 @@ class _Sink:
             song: _Song | None = None, source: dict[str, Any] | None = None) -> None:
         """Queue the write of ``outcome`` (the array, or the failure to record); ``seconds`` it took to compute.
 
-        ``song`` gives the array's attributes (its audio is not kept); a file that could not be
+        Raises the StoreError of an earlier write, so a store that cannot be written stops the
+        task before more is computed. ``song`` gives the array's attributes (its audio is not kept); a file that could not be
         decoded has none, only the ``source`` it was read from, if that much was known.
         """
-        self._raise_store_error()  # a store that cannot be written stops the task before more compute
         n_samples = int(song.audio.at(ext.time_axis.sample_rate).shape[0]) if song is not None else 0
         described = (song.duration, song.source) if song is not None else (None, source)
         nbytes = outcome.nbytes if isinstance(outcome, np.ndarray) else 0
@@ -256,13 +256,6 @@ class _Sink:
                n_samples: int, duration: float | None, source: dict[str, Any] | None) -> None:
         self.on_result(_store_outcome(self.store, self.options, file, ext, outcome, seconds, n_samples, duration,
                                       source))
-
-    def _raise_store_error(self) -> None:
-        with self._lock:
-            done = [f for f in self.writes if f.done()]
-        for future in done:
-            if isinstance(future.exception(), StoreError):
-                raise future.exception()  # type: ignore[misc]
 
 
 def _store_outcome(store: FeatureStore, options: RunOptions, file: AudioFile, ext: Extractor,

@@ -9,8 +9,8 @@ let in), so memory stays bounded whatever the songs' lengths. Compression (zstd)
 release the GIL, so the writes overlap the compute.
 
 A :class:`~featurestore.errors.StoreError` (disk full, store unwritable) ends the writing: the
-jobs after it do not run and fail with the same error, as a run that writes in line stops at
-its first failed write.
+jobs after it do not run and fail with the same error, and later submits raise it, as a run
+that writes in line stops at its first failed write.
 
 :func:`when_done` runs a function once given jobs have ended: the pipeline releases a song's
 lease there, so no write outlives the lease that guards it.
@@ -49,8 +49,11 @@ class Writer:
     def submit(self, nbytes: int, fn: Callable[..., Any], *args: Any) -> Future:
         """Run ``fn(*args)`` in a writer thread; waits first while more than the budget is queued.
 
-        ``nbytes``: the memory the job holds until it ends (the array it writes).
+        ``nbytes``: the memory the job holds until it ends (the array it writes). Raises the
+        StoreError of an earlier job: the store cannot be written, so nothing more is computed for it.
         """
+        if self._failed is not None:
+            raise self._failed
         with self._cond:
             self._cond.wait_for(lambda: self._queued == 0 or self._queued + nbytes <= self._budget)
             self._queued += nbytes

@@ -57,18 +57,24 @@ def test_close_waits_for_every_job_and_a_failing_job_frees_its_bytes():
     assert isinstance(failing.exception(), ZeroDivisionError)
 
 
-def test_after_a_store_error_no_later_job_runs():
+def test_after_a_store_error_no_later_job_runs_and_submits_raise_it():
     ran: list[int] = []
+    gate = threading.Event()
 
     def broken() -> None:
         raise StoreError("cannot write fake/s1: No space left on device")
 
     with Writer(threads=1) as writer:
-        first = writer.submit(1, ran.append, 1)
+        first = writer.submit(1, lambda: (gate.wait(10), ran.append(1)))
         failed = writer.submit(1, broken)
-        later = writer.submit(1, ran.append, 3)
-    assert first.result() is None and ran == [1]
+        later = writer.submit(1, ran.append, 3)  # queued behind the failure
+        gate.set()
+        assert isinstance(later.exception(timeout=10), StoreError)
+        with pytest.raises(StoreError, match="No space left"):
+            writer.submit(1, ran.append, 4)
+    assert first.exception() is None and ran == [1]
     assert isinstance(failed.exception(), StoreError) and later.exception() is failed.exception()
+    assert writer.queued_bytes == 0
 
 
 def test_when_done_runs_after_the_last_future_even_if_cancelled():
