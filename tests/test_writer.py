@@ -16,6 +16,7 @@ from featurestore.store import FeatureStore
 from featurestore.writer import Writer, when_done, writer_threads
 
 from .conftest import write_wav
+from .test_execution import Events
 from .test_pipeline import _loaded
 
 
@@ -95,16 +96,16 @@ def test_writer_threads_grow_with_the_cores():
     assert [writer_threads(c) for c in (1, 2, 8, 16, 64)] == [1, 1, 1, 2, 4]
 
 
-def _songs(tmp_path, n):
+def _songs_store_model(tmp_path, n):
+    """``n`` short songs, an empty store and the loaded test model."""
     for i in range(n):
         write_wav(tmp_path / "audio" / f"s{i}.wav", 0.3, freq=200.0 + 50 * i)
-    return discover(tmp_path / "audio").files
+    (ext,) = _loaded("fake")
+    return discover(tmp_path / "audio").files, FeatureStore(str(tmp_path / "s.zarr"), mode="a"), ext
 
 
 def test_arrays_are_written_behind_the_next_songs_compute_under_their_lease(tmp_path, fake_models, monkeypatch):
-    files = _songs(tmp_path, 3)
-    store = FeatureStore(str(tmp_path / "s.zarr"), mode="a")
-    (ext,) = _loaded("fake")
+    files, store, ext = _songs_store_model(tmp_path, 3)
     events: list[tuple[str, str, float, str]] = []
     real_write, real_extract = FeatureStore.write, ext.extract
     computing: list[int] = []
@@ -136,9 +137,7 @@ def test_arrays_are_written_behind_the_next_songs_compute_under_their_lease(tmp_
 
 
 def test_an_interrupt_stores_and_reports_what_was_computed(tmp_path, fake_models, monkeypatch):
-    files = _songs(tmp_path, 3)
-    store = FeatureStore(str(tmp_path / "s.zarr"), mode="a")
-    (ext,) = _loaded("fake")
+    files, store, ext = _songs_store_model(tmp_path, 3)
     real_write, real_extract = FeatureStore.write, ext.extract
     calls: list[int] = []
 
@@ -152,29 +151,18 @@ def test_an_interrupt_stores_and_reports_what_was_computed(tmp_path, fake_models
             raise KeyboardInterrupt
         return real_extract(wave)
 
-    class Ended:
-        summary = None
-
-        def start(self, n_songs, models): pass
-        def song_done(self, file): pass
-        def result(self, result): pass
-
-        def end(self, summary):
-            Ended.summary = summary
-
     monkeypatch.setattr(FeatureStore, "write", slow_write)
     ext.extract = interrupted
+    events = Events()
     with pytest.raises(KeyboardInterrupt):
-        pipeline.run(store, files, [ext], reporter=Ended())
+        pipeline.run(store, files, [ext], reporter=events)
     assert store.songs("fake") == ["s0"]
-    assert Ended.summary.interrupted and Ended.summary.totals["fake"].done == 1
+    assert events.ended.interrupted and events.ended.totals["fake"].done == 1
     assert store.leases.held() == []
 
 
 def test_a_store_that_fails_in_the_writer_stops_the_run(tmp_path, fake_models, monkeypatch):
-    files = _songs(tmp_path, 6)
-    store = FeatureStore(str(tmp_path / "s.zarr"), mode="a")
-    (ext,) = _loaded("fake")
+    files, store, ext = _songs_store_model(tmp_path, 6)
     real_write, real_extract = FeatureStore.write, ext.extract
     computed: list[int] = []
 
