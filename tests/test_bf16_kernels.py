@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import pytest
 
+from .helpers import requires_bf16_cpu
+
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
@@ -19,14 +21,7 @@ F = torch.nn.functional
 TOLERANCE = 0.02
 
 
-def _bf16_cpu() -> bool:
-    from featurestore.devices import cpu_flags
-
-    flags = cpu_flags()
-    return flags is None or bool(flags & {"avx512_bf16", "amx_bf16"})
-
-
-pytestmark = pytest.mark.skipif(not _bf16_cpu(), reason="this CPU has no bf16 instructions; fstore refuses bf16 on it")
+pytestmark = requires_bf16_cpu
 
 
 def _rounded(*shape: int, seed: int, scale: float = 1.0):

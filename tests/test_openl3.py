@@ -18,6 +18,7 @@ from featurestore.extractors.openl3 import OpenL3, frame_signal, n_frames
 from featurestore.testing import ExtractorContract
 
 from .conftest import requires_gpu, requires_shared, shared_path
+from .helpers import requires_bf16_cpu
 
 _CONVS = ((1, 64), (64, 64), (64, 128), (128, 128), (128, 256), (256, 256), (256, 512), (512, 512))
 
@@ -283,6 +284,7 @@ def test_end_to_end_parity(parity_h5, name):
 
 
 @requires_shared
+@requires_bf16_cpu
 def test_bf16_end_to_end_cosine(parity_h5):
     ref = _reference("sample")
     ext = OpenL3(weights_path=str(parity_h5), precision="bf16")
@@ -291,6 +293,7 @@ def test_bf16_end_to_end_cosine(parity_h5):
 
 
 @requires_shared
+@requires_bf16_cpu
 @pytest.mark.parametrize("name", ["sample", "chirp"])
 def test_bf16_accuracy_gate_against_fp32(parity_h5, name):
     """bf16 on this CPU against fp32, per frame, on the parity music (random official-format weights)."""
