@@ -110,14 +110,14 @@ class StorageDtype(str, Enum):
 
 def _open_for_writing(url: str, dry_run: bool):
     """The store a run writes to, checked before any scanning (None for a dry run on a store not made yet)."""
-    from .store import FeatureStore
+    from .store import FeatureStore, location
 
     local = "://" not in url
     if local and Path(url).is_file():
         raise typer.BadParameter(f"{url} is a file, not a store folder", param_hint="--store")
     try:
         if dry_run:
-            return FeatureStore(url, mode="r") if not local or Path(url).exists() else None
+            return None if location(url, None) == "absent" else FeatureStore(url, mode="r")
         if local:
             existing = Path(url) if Path(url).exists() else Path(url).absolute().parent
             if not os.access(existing, os.W_OK):
@@ -444,11 +444,11 @@ def leases(
     release: Annotated[Optional[str], typer.Option("--release", help="Free every lease of this run id (a run you know has ended).", show_default=False)] = None,
 ) -> None:
     """Which runs hold which songs of a store; free the leases of dead runs."""
-    from .leases import Leases
+    from .store import FeatureStore
 
     store = _store_url(store_arg, store)
     try:
-        store_leases = Leases(store)
+        store_leases = FeatureStore(store, mode="r+" if release_stale or release is not None else "r").leases
         held = store_leases.held()
     except StoreError as e:
         console.print(f"[red]{e}[/]")
@@ -520,7 +520,7 @@ def validate(
 
     store = _store_url(store_arg, store)
     try:
-        target = FeatureStore(store, mode="a" if fix else "r")
+        target = FeatureStore(store, mode="r+" if fix else "r")
     except StoreError as e:
         fail(e)
     report = validate_store(target, fix=fix)

@@ -594,7 +594,7 @@ def _worker_state(run: _Run) -> tuple[FeatureStore, tuple[Extractor, ...]]:
     with _worker_lock:
         key = (run.url, repr(run.storage_options))
         if key not in _worker_stores:
-            _worker_stores[key] = FeatureStore(run.url, mode="a", storage_options=run.storage_options)
+            _worker_stores[key] = FeatureStore(run.url, mode="r+", storage_options=run.storage_options)
         extractors = []
         for name, config in run.specs:
             mkey = (name, repr(config), run.options.device)

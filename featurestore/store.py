@@ -84,18 +84,55 @@ def configuration_differences(old: Mapping[str, Any], new: Mapping[str, Any]) ->
     return diffs
 
 
+#: how a store is opened: ``r`` reads an existing store, ``r+`` also writes to it, ``a`` writes to it or
+#: creates it where nothing is (only ``fstore extract`` creates stores)
+MODES = ("r", "r+", "a")
+
+
+def location(url: str, storage_options: Mapping[str, Any] | None) -> str:
+    """What lies at ``url``: "absent" (nothing, or an empty folder), "zarr" (a Zarr v3 root ``zarr.json``),
+    "file", or "other" (a folder or prefix holding something else)."""
+    import fsspec
+
+    try:
+        fs, path = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
+        path = path.rstrip("/")
+        if fs.isfile(path):
+            return "file"
+        if fs.isfile(f"{path}/zarr.json"):
+            return "zarr"
+        return "other" if fs.exists(path) and fs.ls(path, detail=False) else "absent"
+    except FileNotFoundError:
+        return "absent"
+    except OSError as e:
+        raise StoreError(f"{url}: cannot open ({e})") from e
+
+
 class FeatureStore:
     """Read and write an fstore Zarr store at a local path or fsspec URL.
 
-    ``mode="r"`` opens an existing store read-only; ``mode="a"`` opens or creates it.
+    ``mode="r"`` opens an existing store read-only, ``mode="r+"`` for writing; ``mode="a"`` also creates
+    one where nothing is (a path that does not exist, or an empty folder). Whatever the mode, a path
+    that holds anything but an fstore store (another program's Zarr data, a folder of other files, a
+    file) is refused with :class:`StoreError` and left untouched.
     """
 
     def __init__(self, url: str, mode: str = "r", storage_options: Mapping[str, Any] | None = None) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode {mode!r}: use one of {', '.join(MODES)}")
         self.url = str(url)
         self.mode = mode
         self.storage_options = dict(storage_options) if storage_options else None
+        found = location(self.url, self.storage_options)
+        if found == "file":
+            raise StoreError(f"{self.url}: a file, not an fstore store")
+        if found == "other":
+            raise StoreError(f"{self.url}: holds other files, not an fstore store (no zarr.json); "
+                             "fstore writes only into its own stores")
+        if found == "absent" and mode != "a":
+            raise StoreError(f"{self.url}: no fstore store here")
         try:
-            self.root = self._open_root(mode)
+            self.root = self._open_root("a" if found == "absent" else "r" if mode == "r" else "r+")
         except FileNotFoundError as e:
             raise StoreError(f"{self.url}: no store here") from e
         except OSError as e:
@@ -107,9 +144,9 @@ class FeatureStore:
         self._failures = Failures(self.root, self.url)
         attrs = self.root.attrs.asdict()
         if "schema_version" not in attrs:
-            if mode == "r":
-                if list(self.root.keys()):
-                    raise StoreError(f"{self.url}: a Zarr group, but not an fstore store (no schema_version)")
+            if found != "absent" and (attrs or list(self.root.keys())):
+                raise StoreError(f"{self.url}: a Zarr group, but not an fstore store (no schema_version)")
+            if mode != "a":
                 raise StoreError(f"{self.url}: no fstore store here")
             from . import __version__
 
@@ -123,7 +160,7 @@ class FeatureStore:
             self._write_root_attrs({"schema_version": SCHEMA_VERSION, "upgraded_from": attrs["schema_version"]})
 
     def _open_root(self, mode: str) -> Any:
-        """The root group; with ``mode="a"``, one that another run created at the same moment is opened."""
+        """The root group (``mode`` is zarr's); with ``a``, one that another run created at the same moment is opened."""
         import zarr
         from zarr.errors import ContainsGroupError
 

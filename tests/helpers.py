@@ -20,3 +20,18 @@ def bf16_cpu_missing() -> str | None:
 
 
 requires_bf16_cpu = pytest.mark.skipif(bf16_cpu_missing() is not None, reason=str(bf16_cpu_missing()))
+
+
+def fstore(*args: object, **kwargs: object):
+    """``fstore ARGS...`` run in this process through Typer's test runner (exceptions propagate);
+    ``kwargs`` go to :meth:`CliRunner.invoke` (``input=...``, ``env=...``)."""
+    from typer.testing import CliRunner
+
+    from featurestore.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False, **kwargs)
+
+
+def output(result) -> str:
+    """A CLI result's output with rich's line wrapping undone (messages are matched as one line)."""
+    return " ".join(result.output.split())

@@ -95,7 +95,7 @@ def test_failures_of_invalid_ids_clear_and_go_with_their_group(tmp_path):
 
 
 def test_reading_a_missing_or_foreign_store_is_a_clear_error(tmp_path):
-    with pytest.raises(StoreError, match="no store"):
+    with pytest.raises(StoreError, match="no fstore store here"):
         FeatureStore(str(tmp_path / "absent.zarr"))
     import zarr
 
