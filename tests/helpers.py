@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import numpy as np
 import pytest
 
 
@@ -35,3 +39,106 @@ def fstore(*args: object, **kwargs: object):
 def output(result) -> str:
     """A CLI result's output with rich's line wrapping undone (messages are matched as one line)."""
     return " ".join(result.output.split())
+
+
+# -- weights in the official formats (the real OpenL3 and MERT weights cannot be downloaded here) -----------
+_CONVS = ((1, 64), (64, 64), (64, 128), (128, 128), (128, 256), (256, 256), (256, 512), (512, 512))
+
+
+def write_official_layout(path: Path, seed: int = 0, drop: str | None = None, bad_shape: str | None = None) -> Path:
+    """A random-valued weights file in the official Keras HDF5 layout (names as in the parity file)."""
+    import h5py
+
+    rng = np.random.default_rng(seed)
+    layers: list[tuple[str, list[tuple[str, np.ndarray]]]] = [("input_1", []), ("melspectrogram", [])]
+
+    def bn(name: str, c: int, mean: float, var: float) -> None:
+        layers.append((name, [("gamma", rng.uniform(0.5, 1.5, c)), ("beta", rng.normal(0, 0.2, c)),
+                              ("moving_mean", rng.normal(mean, 0.5, c)), ("moving_variance", rng.uniform(var, 2 * var, c))]))
+
+    bn("batch_normalization", 1, -40.0, 200.0)
+    for i, (cin, cout) in enumerate(_CONVS):
+        name = "audio_embedding_layer" if i == 7 else f"conv2d_{i}" if i else "conv2d"
+        layers.append((name, [("kernel", rng.normal(0, np.sqrt(2 / (9 * cin)), (3, 3, cin, cout))),
+                              ("bias", rng.normal(0, 0.05, cout))]))
+        if i < 7:
+            bn(f"batch_normalization_{i + 1}", cout, 0.0, 0.5)
+            layers.append((f"activation_{i}" if i else "activation", []))
+    with h5py.File(path, "w") as f:
+        f.attrs["backend"] = b"tensorflow"
+        f.attrs["keras_version"] = b"2.21.0"
+        f.attrs["layer_names"] = np.array([n.encode() for n, _ in layers])
+        for name, variables in layers:
+            g = f.create_group(name)
+            g.attrs["weight_names"] = np.array([f"{name}/{v}:0".encode() for v, _ in variables])
+            for v, a in variables:
+                if name == drop:
+                    continue
+                shape = a.shape[:-1] + (a.shape[-1] + 1,) if name == bad_shape and v != "bias" else a.shape
+                g.create_dataset(f"{name}/{v}:0", data=np.resize(a, shape).astype(np.float32))
+    return path
+
+
+#: config.json of the published snapshot, with tiny sizes (same keys and model_type)
+TINY_CONFIG = {
+    "activation_dropout": 0.1, "apply_spec_augment": True, "architectures": ["MERTModel"],
+    "attention_dropout": 0.1, "attention_relax": -1.0,
+    "auto_map": {"AutoConfig": "configuration_MERT.MERTConfig", "AutoModel": "modeling_MERT.MERTModel"},
+    "bos_token_id": 1, "classifier_proj_size": 256, "conv_bias": False, "conv_dim": [16] * 7,
+    "conv_kernel": [10, 3, 3, 3, 3, 2, 2], "conv_stride": [5, 2, 2, 2, 2, 2, 2],
+    "ctc_loss_reduction": "sum", "ctc_zero_infinity": False, "deepnorm": False, "do_stable_layer_norm": False,
+    "eos_token_id": 2, "feat_extract_activation": "gelu", "feat_extract_norm": "group", "feat_proj_dropout": 0.0,
+    "feat_proj_layer_norm": True, "feature_extractor_cqt": False, "feature_extractor_cqt_bins": 336,
+    "final_dropout": 0.1, "hidden_act": "gelu", "hidden_dropout": 0.1, "hidden_size": 32,
+    "initializer_range": 0.02, "intermediate_size": 64, "layer_norm_eps": 1e-05, "layerdrop": 0.1,
+    "mask_feature_length": 10, "mask_feature_min_masks": 0, "mask_feature_prob": 0.0, "mask_time_length": 10,
+    "mask_time_min_masks": 2, "mask_time_prob": 0.05, "model_type": "mert_model", "num_attention_heads": 4,
+    "num_conv_pos_embedding_groups": 4, "num_conv_pos_embeddings": 16, "num_feat_extract_layers": 7,
+    "num_hidden_layers": 2, "pad_token_id": 0, "sample_rate": 24000, "transformers_version": "4.38.2",
+    "use_weighted_layer_sum": False, "vocab_size": 32,
+}
+PREPROCESSOR = {
+    "do_normalize": True, "feature_extractor_type": "Wav2Vec2FeatureExtractor", "feature_size": 1,
+    "padding_side": "right", "padding_value": 0.0, "return_attention_mask": True, "sampling_rate": 24000,
+}
+_NEW_G = "encoder.pos_conv_embed.conv.parametrizations.weight.original0"
+_NEW_V = "encoder.pos_conv_embed.conv.parametrizations.weight.original1"
+
+
+def reference_model(config: dict = TINY_CONFIG):
+    """A randomly initialised HubertModel built directly from the mapped config, every parameter perturbed."""
+    import torch
+    from transformers import HubertModel
+
+    from featurestore.extractors._mert_hf import hubert_config
+
+    torch.manual_seed(0)
+    model = HubertModel(hubert_config(config)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return model
+
+
+def write_snapshot(folder: Path, config: dict = TINY_CONFIG, fmt: str = "bin", do_normalize: bool = True) -> Path:
+    """A MERT-format snapshot: config.json, preprocessor_config.json, weights under the published
+    file names (``pytorch_model.bin`` with torch<2.1 weight-norm names and ``masked_spec_embed``,
+    or ``model.safetensors`` with today's names), and remote-code stand-ins that abort if run."""
+    import torch
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(config, indent=2))
+    (folder / "preprocessor_config.json").write_text(json.dumps({**PREPROCESSOR, "do_normalize": do_normalize}))
+    for name in ("configuration_MERT.py", "modeling_MERT.py"):
+        (folder / name).write_text("raise SystemExit('remote code must never run')\n")
+    state = {k: v.detach().clone().contiguous() for k, v in reference_model(config).state_dict().items()}
+    if fmt == "bin":
+        state["encoder.pos_conv_embed.conv.weight_g"] = state.pop(_NEW_G)
+        state["encoder.pos_conv_embed.conv.weight_v"] = state.pop(_NEW_V)
+        state["masked_spec_embed"] = torch.rand(config["hidden_size"])
+        torch.save(state, folder / "pytorch_model.bin")
+    else:
+        from safetensors.torch import save_file
+
+        save_file(state, str(folder / "model.safetensors"))
+    return folder

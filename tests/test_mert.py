@@ -15,77 +15,16 @@ import numpy as np
 import pytest
 
 from featurestore.errors import WeightsUnavailable
-from featurestore.extractors._mert_hf import UnsupportedMertConfig, hubert_config
+from featurestore.extractors._mert_hf import UnsupportedMertConfig
 from featurestore.extractors.mert import Mert, n_frames, plan_windows
 from featurestore.testing import ExtractorContract, test_signal
 from featurestore.extractors._mert_weights import MERT_REPO, MERT_REVISION
 from featurestore.weights import sha256_file
 
 from .conftest import requires_gpu, requires_shared, shared_path
-
-#: config.json of the published snapshot, with tiny sizes (same keys and model_type)
-TINY_CONFIG = {
-    "activation_dropout": 0.1, "apply_spec_augment": True, "architectures": ["MERTModel"],
-    "attention_dropout": 0.1, "attention_relax": -1.0,
-    "auto_map": {"AutoConfig": "configuration_MERT.MERTConfig", "AutoModel": "modeling_MERT.MERTModel"},
-    "bos_token_id": 1, "classifier_proj_size": 256, "conv_bias": False, "conv_dim": [16] * 7,
-    "conv_kernel": [10, 3, 3, 3, 3, 2, 2], "conv_stride": [5, 2, 2, 2, 2, 2, 2],
-    "ctc_loss_reduction": "sum", "ctc_zero_infinity": False, "deepnorm": False, "do_stable_layer_norm": False,
-    "eos_token_id": 2, "feat_extract_activation": "gelu", "feat_extract_norm": "group", "feat_proj_dropout": 0.0,
-    "feat_proj_layer_norm": True, "feature_extractor_cqt": False, "feature_extractor_cqt_bins": 336,
-    "final_dropout": 0.1, "hidden_act": "gelu", "hidden_dropout": 0.1, "hidden_size": 32,
-    "initializer_range": 0.02, "intermediate_size": 64, "layer_norm_eps": 1e-05, "layerdrop": 0.1,
-    "mask_feature_length": 10, "mask_feature_min_masks": 0, "mask_feature_prob": 0.0, "mask_time_length": 10,
-    "mask_time_min_masks": 2, "mask_time_prob": 0.05, "model_type": "mert_model", "num_attention_heads": 4,
-    "num_conv_pos_embedding_groups": 4, "num_conv_pos_embeddings": 16, "num_feat_extract_layers": 7,
-    "num_hidden_layers": 2, "pad_token_id": 0, "sample_rate": 24000, "transformers_version": "4.38.2",
-    "use_weighted_layer_sum": False, "vocab_size": 32,
-}
-PREPROCESSOR = {
-    "do_normalize": True, "feature_extractor_type": "Wav2Vec2FeatureExtractor", "feature_size": 1,
-    "padding_side": "right", "padding_value": 0.0, "return_attention_mask": True, "sampling_rate": 24000,
-}
-_NEW_G = "encoder.pos_conv_embed.conv.parametrizations.weight.original0"
-_NEW_V = "encoder.pos_conv_embed.conv.parametrizations.weight.original1"
+from .helpers import TINY_CONFIG, reference_model, write_snapshot
 
 _snapshots: dict[str, Path] = {}
-
-
-def reference_model(config: dict = TINY_CONFIG):
-    """A randomly initialised HubertModel built directly from the mapped config, every parameter perturbed."""
-    import torch
-    from transformers import HubertModel
-
-    torch.manual_seed(0)
-    model = HubertModel(hubert_config(config)).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    return model
-
-
-def write_snapshot(folder: Path, config: dict = TINY_CONFIG, fmt: str = "bin", do_normalize: bool = True) -> Path:
-    """A MERT-format snapshot: config.json, preprocessor_config.json, weights under the published
-    file names (``pytorch_model.bin`` with torch<2.1 weight-norm names and ``masked_spec_embed``,
-    or ``model.safetensors`` with today's names), and remote-code stand-ins that abort if run."""
-    import torch
-
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.json").write_text(json.dumps(config, indent=2))
-    (folder / "preprocessor_config.json").write_text(json.dumps({**PREPROCESSOR, "do_normalize": do_normalize}))
-    for name in ("configuration_MERT.py", "modeling_MERT.py"):
-        (folder / name).write_text("raise SystemExit('remote code must never run')\n")
-    state = {k: v.detach().clone().contiguous() for k, v in reference_model(config).state_dict().items()}
-    if fmt == "bin":
-        state["encoder.pos_conv_embed.conv.weight_g"] = state.pop(_NEW_G)
-        state["encoder.pos_conv_embed.conv.weight_v"] = state.pop(_NEW_V)
-        state["masked_spec_embed"] = torch.rand(config["hidden_size"])
-        torch.save(state, folder / "pytorch_model.bin")
-    else:
-        from safetensors.torch import save_file
-
-        save_file(state, str(folder / "model.safetensors"))
-    return folder
 
 
 def tiny_snapshot(fmt: str = "bin") -> Path:

@@ -18,44 +18,7 @@ from featurestore.extractors.openl3 import OpenL3, frame_signal, n_frames
 from featurestore.testing import ExtractorContract
 
 from .conftest import requires_gpu, requires_shared, shared_path
-from .helpers import requires_bf16_cpu
-
-_CONVS = ((1, 64), (64, 64), (64, 128), (128, 128), (128, 256), (256, 256), (256, 512), (512, 512))
-
-
-def write_official_layout(path: Path, seed: int = 0, drop: str | None = None, bad_shape: str | None = None) -> Path:
-    """A random-valued weights file in the official Keras HDF5 layout (names as in the parity file)."""
-    import h5py
-
-    rng = np.random.default_rng(seed)
-    layers: list[tuple[str, list[tuple[str, np.ndarray]]]] = [("input_1", []), ("melspectrogram", [])]
-
-    def bn(name: str, c: int, mean: float, var: float) -> None:
-        layers.append((name, [("gamma", rng.uniform(0.5, 1.5, c)), ("beta", rng.normal(0, 0.2, c)),
-                              ("moving_mean", rng.normal(mean, 0.5, c)), ("moving_variance", rng.uniform(var, 2 * var, c))]))
-
-    bn("batch_normalization", 1, -40.0, 200.0)
-    for i, (cin, cout) in enumerate(_CONVS):
-        name = "audio_embedding_layer" if i == 7 else f"conv2d_{i}" if i else "conv2d"
-        layers.append((name, [("kernel", rng.normal(0, np.sqrt(2 / (9 * cin)), (3, 3, cin, cout))),
-                              ("bias", rng.normal(0, 0.05, cout))]))
-        if i < 7:
-            bn(f"batch_normalization_{i + 1}", cout, 0.0, 0.5)
-            layers.append((f"activation_{i}" if i else "activation", []))
-    with h5py.File(path, "w") as f:
-        f.attrs["backend"] = b"tensorflow"
-        f.attrs["keras_version"] = b"2.21.0"
-        f.attrs["layer_names"] = np.array([n.encode() for n, _ in layers])
-        for name, variables in layers:
-            g = f.create_group(name)
-            g.attrs["weight_names"] = np.array([f"{name}/{v}:0".encode() for v, _ in variables])
-            for v, a in variables:
-                if name == drop:
-                    continue
-                shape = a.shape[:-1] + (a.shape[-1] + 1,) if name == bad_shape and v != "bias" else a.shape
-                g.create_dataset(f"{name}/{v}:0", data=np.resize(a, shape).astype(np.float32))
-    return path
-
+from .helpers import requires_bf16_cpu, write_official_layout
 
 @pytest.fixture(scope="session")
 def random_h5(tmp_path_factory) -> Path:
