@@ -59,8 +59,9 @@ def main(url: str, n: int, options: dict[str, Any] | None = None) -> None:
                                 "t0_s": 0.005, **AXIS})  # what `fstore info URL` prints, so it runs on this store too
     start = time.perf_counter()
     for i in range(n):
-        store.write("fake", f"song{i:05d}", np.full((10, 2), i, np.float32), ("time", "feature"),
-                    {"model": "fake", "fingerprint": "x", "duration_s": 0.1, "n_samples": 800, "source": {}, **AXIS})
+        store.write("fake", f"song{i:05d}", np.full((10, 2), i, np.float32),
+                    {"model": "fake", "fingerprint": "x", "duration_s": 0.1, "n_samples": 800, "source": {},
+                     "dims": ["time", "feature"], **AXIS})
     print(f"write {n} songs: {time.perf_counter() - start:.1f} s", flush=True)
     timed("FeatureStore.songs()", lambda: FeatureStore(url, storage_options=options).songs("fake"))
     timed("open_store().songs()", lambda: open_store(url, storage_options=options).songs("fake"))

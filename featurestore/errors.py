@@ -41,6 +41,15 @@ class InvalidSongId(FstoreError, ValueError):
     """A song id that could escape the store or is not a valid Zarr path."""
 
 
+class UsageError(FstoreError, ValueError):
+    """A request that cannot run as asked (unknown model, bad device, missing folder); ``option`` names
+    the option or argument concerned (``fstore`` exits with code 2)."""
+
+    def __init__(self, message: str, option: str | None = None) -> None:
+        super().__init__(message)
+        self.option = option
+
+
 class StoreError(FstoreError):
     """The store cannot be read or written as required (read-only, disk full, not an fstore store)."""
 

@@ -1,23 +1,33 @@
-"""Export a store to the classic per-model ``.npy`` layout: ``<output_base>/<model>/<song_id>.npy``.
+"""Exports of a store: the classic per-model ``.npy`` layout, and one HDF5 file.
 
-Shapes are the stored ones: OpenL3 (T, 512), CREPE (T, 2), madmom (T,), MERT (T, 768)
-(or (L, T, 768) when several MERT layers were stored). Nested song ids become folders.
-Beside the files, ``<output_base>/<model>/index.csv`` keeps each song's clock (frame ``i`` is
-at ``t0_s + i * hop_s`` seconds), source file and fingerprint, which bare arrays cannot carry.
+``.npy``: ``<output_base>/<model>/<song_id>.npy``, shapes as stored: OpenL3 (T, 512), CREPE (T, 2),
+madmom (T,), MERT (T, 768) (or (L, T, 768) when several MERT layers were stored). Nested song ids
+become folders. Beside the files, ``<output_base>/<model>/index.csv`` keeps each song's clock (frame
+``i`` is at ``t0_s + i * hop_s`` seconds), source file and fingerprint, which bare arrays cannot carry.
+
+HDF5: the store's layout in one file (a group per model with its attributes, one chunked,
+compressed dataset per song with its attributes, the failures), read back by
+``fs.open_store("x.h5")`` (:class:`~featurestore.store.H5Store`). Attributes go through the store's
+one codec (:mod:`featurestore.store.attributes`).
+
+Both read any :class:`~featurestore.store.ReadBackend` and write each file atomically.
 """
 
 from __future__ import annotations
 
 import csv
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from ._atomic import atomic_path
-from .store import FeatureStore
+from .store import FAILURES, ReadBackend
+from .store.attributes import encode
+from .store.failures import failure_node
 
 #: songs exported at once
 EXPORT_THREADS = 8
@@ -37,7 +47,7 @@ class ExportReport:
     kept: dict[str, int] = field(default_factory=dict)  # already there, not overwritten
 
 
-def export_npy(store: FeatureStore, output_base: str | Path, models: Sequence[str] | None = None,
+def export_npy(store: ReadBackend, output_base: str | Path, models: Sequence[str] | None = None,
                overwrite: bool = False) -> ExportReport:
     """Write every complete array of ``models`` (default: all) as float32 ``.npy`` files.
 
@@ -54,7 +64,7 @@ def export_npy(store: FeatureStore, output_base: str | Path, models: Sequence[st
         def one(song_id: str, model: str = model) -> tuple[dict[str, Any], bool]:
             """Export one song: (its index row, whether a file was written)."""
             arr = store.array(model, song_id)
-            row = index_row(song_id, arr.attrs.asdict(), arr.shape)
+            row = index_row(song_id, arr.attrs, arr.shape)
             if (output_base / model / f"{song_id}.npy").exists() and not overwrite:
                 return row, False
             write_npy(output_base, model, song_id, arr[...])
@@ -90,3 +100,45 @@ def write_index(dest: Path, rows: Sequence[dict[str, Any]]) -> None:
         writer = csv.DictWriter(f, INDEX_COLUMNS)
         writer.writeheader()
         writer.writerows(sorted(rows, key=lambda r: r["song_id"]))
+
+
+#: gzip is the compression every HDF5 reader has; level 4 and byte shuffle as for the Zarr store
+_DATASET_OPTIONS = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
+
+
+def _put_attrs(node: Any, attrs: Mapping[str, Any]) -> None:
+    for key, value in encode(attrs).items():
+        node.attrs[key] = value
+
+
+def export_hdf5(store: ReadBackend, out: str | os.PathLike[str], models: Sequence[str] | None = None,
+                overwrite: bool = False) -> dict[str, int]:
+    """Write the complete arrays of ``models`` (default: all), their group attributes and the
+    recorded failures into one HDF5 file, atomically (a temporary file renamed at the end).
+
+    Returns the number of songs written per model. Refuses to replace ``out`` unless ``overwrite``.
+    """
+    import h5py
+
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists; use --overwrite to replace it")
+    available = store.models()
+    unknown = [m for m in models or [] if m not in available]
+    if unknown:
+        raise KeyError(f"model(s) {', '.join(unknown)} not in {store.url}; it has: {', '.join(available) or 'none'}")
+    written: dict[str, int] = {}
+    with atomic_path(out) as tmp, h5py.File(tmp, "w") as h5:
+        _put_attrs(h5, store.root_attrs())
+        for model in models or available:
+            group = h5.create_group(model)
+            _put_attrs(group, store.model_attrs(model))
+            written[model] = 0
+            for song in store.songs(model):
+                arr = store.array(model, song)
+                ds = group.create_dataset(song, data=arr[...], chunks=arr.chunks, **_DATASET_OPTIONS)
+                _put_attrs(ds, arr.attrs)
+                written[model] += 1
+            for failure in store.failures(model):
+                _put_attrs(h5.require_group(f"{FAILURES}/{model}/{failure_node(failure['song_id'])}"), failure)
+    return written

@@ -1,7 +1,7 @@
 """Pictures and text summaries of one song's features (``fstore plot``, ``fstore show``).
 
-Each panel is drawn by the kind its extractor declares (``Extractor.plot_kind``, recorded in the
-group attributes): ``activation`` (a curve with its peaks), ``pitch`` (f0 on a log-frequency axis
+Each panel is drawn by the kind its extractor declares (``Output.kind``, recorded in the group
+attributes as ``plot_kind``): ``activation`` (a curve with its peaks), ``pitch`` (f0 on a log-frequency axis
 with note names, points shaded by confidence) or ``embedding`` (a feature × time heatmap; the last
 stored layer when there are several). All panels share one time axis in seconds. Needs matplotlib
 (``pip install 'fstore-audio[plot]'``).
@@ -44,8 +44,8 @@ def plot_kind(reader: StoreReader, group: str, da: Any) -> str:
         from .extractors import registry
 
         try:
-            kind = registry.get(attrs.get("model", group)).plot_kind
-        except (KeyError, ImportError, TypeError):
+            kind = registry.get(attrs.get("model", group))().output.kind
+        except (KeyError, ImportError, TypeError, ValueError):
             kind = None
     if kind in PLOT_KINDS:
         return kind

@@ -9,7 +9,8 @@
     X = store.pooled("openl3")                  # (song, feature): one mean embedding per song
 
 Reading needs neither torch nor any model: only zarr (or h5py for an exported ``.h5`` file),
-xarray, and dask for ``lazy=True`` and :meth:`StoreReader.pooled`. Incomplete arrays
+xarray, and dask for ``lazy=True`` and :meth:`StoreReader.pooled`. The reader works on any
+:class:`~featurestore.store.ReadBackend` (a Zarr store, an HDF5 export). Incomplete arrays
 (interrupted writes) are invisible here.
 
 Attributes of returned arrays are netCDF- and Zarr-writable: strings and numbers stay as they
@@ -19,45 +20,26 @@ are; every other value (the ``source`` dict, lists, booleans, None) is JSON text
 
 from __future__ import annotations
 
-import json
+import os
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .extractors.base import TimeAxis
-from .store import FeatureStore
+from .clock import TimeAxis
+from .store import ReadBackend, open_backend
+from .store.attributes import decode as decode_attrs, encode as encode_attrs
 
 ALIGN_METHODS = ("nearest", "linear")
 POOL_STATS = ("mean", "std", "min", "max")
 
+__all__ = ["ALIGN_METHODS", "POOL_STATS", "StoreReader", "decode_attrs", "encode_attrs", "frame_range", "open_store"]
 
-def open_store(url: str = "features.zarr", storage_options: Mapping[str, Any] | None = None) -> "StoreReader":
+
+def open_store(url: str | os.PathLike[str] = "features.zarr",
+               storage_options: Mapping[str, Any] | None = None) -> "StoreReader":
     """Open a store for reading: a Zarr store (local path or fsspec URL such as ``s3://bucket/features.zarr``),
-    or an HDF5 file written by ``fstore export-hdf5`` (``.h5``/``.hdf5``), with the same API."""
-    if str(url).lower().endswith((".h5", ".hdf5")):
-        from .hdf5 import H5Store
-
-        return StoreReader(H5Store(url))
-    return StoreReader(FeatureStore(url, mode="r", storage_options=storage_options))
-
-
-def encode_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
-    """Attributes any netCDF/Zarr/HDF5 writer accepts: str, int and float kept; anything else as JSON text."""
-    return {k: v if isinstance(v, (str, int, float)) and not isinstance(v, bool) else json.dumps(v)
-            for k, v in attrs.items()}
-
-
-def decode_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
-    """The inverse of :func:`encode_attrs` for the values that hold JSON objects, lists, booleans or null."""
-    out: dict[str, Any] = {}
-    for k, v in attrs.items():
-        if isinstance(v, str) and v[:1] in ("{", "[") or v in ("true", "false", "null"):
-            try:
-                v = json.loads(v)
-            except ValueError:
-                pass
-        out[k] = v
-    return out
+    or an HDF5 file written by ``fstore export-hdf5``, told apart by their content; the same API for both."""
+    return StoreReader(open_backend(url, storage_options))
 
 
 def frame_range(attrs: Mapping[str, Any], n_frames: int, start: float | None, end: float | None) -> slice:
@@ -71,29 +53,39 @@ def frame_range(attrs: Mapping[str, Any], n_frames: int, start: float | None, en
 class StoreReader:
     """The read API of a store (songs, models, xarray loading and alignment)."""
 
-    def __init__(self, store: FeatureStore) -> None:
-        self._store = store
+    def __init__(self, backend: ReadBackend) -> None:
+        self.backend = backend
 
     @property
     def url(self) -> str:
-        return self._store.url
+        return self.backend.url
+
+    def close(self) -> None:
+        """Let go of the backend's open files (an HDF5 export stays open until then)."""
+        self.backend.close()
+
+    def __enter__(self) -> StoreReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def models(self) -> list[str]:
         """Models with at least a group in the store."""
-        return self._store.models()
+        return self.backend.models()
 
     def songs(self, model: str | None = None) -> list[str]:
         """Song ids with a complete array for ``model`` (or for any model when None)."""
         if model is not None:
-            return self._store.songs(model)
-        return sorted({s for m in self.models() for s in self._store.songs(m)})
+            return self.backend.songs(model)
+        return sorted({s for m in self.models() for s in self.backend.songs(m)})
 
     def failures(self, model: str | None = None) -> list[dict[str, Any]]:
         """Recorded failures: dicts with model, song_id, error, error_type, time, source."""
-        return self._store.failures(model)
+        return self.backend.failures(model)
 
     def model_attrs(self, model: str) -> dict[str, Any]:
-        return self._store.model_attrs(model)
+        return self.backend.model_attrs(model)
 
     def load(self, song_id: str, model: str, lazy: bool = False, start: float | None = None,
              end: float | None = None):
@@ -112,11 +104,11 @@ class StoreReader:
         """
         import xarray as xr
 
-        arr = self._store.array(model, song_id)
+        arr = self.backend.array(model, song_id)
         if arr is None:
             raise KeyError(f"no complete {model!r} features for song {song_id!r} in {self.url}")
-        attrs = arr.attrs.asdict()
-        dims = tuple(attrs["dims"])
+        attrs = dict(arr.attrs)
+        dims = arr.dims
         axis = dims.index("time")
         frames = frame_range(attrs, arr.shape[axis], start, end)
         index = tuple(frames if i == axis else slice(None) for i in range(len(dims)))
@@ -187,7 +179,7 @@ class StoreReader:
         out: dict[str, Any] = {"url": self.url, "models": {}, "failures": len(failures)}
         for model in self.models():
             attrs = self.model_attrs(model)
-            complete = list(self._store.song_states(model).values())
+            complete = list(self.backend.song_states(model).values())
             out["models"][model] = {
                 "songs": sum(complete),
                 "incomplete": len(complete) - sum(complete),
@@ -199,7 +191,7 @@ class StoreReader:
                 "variant": attrs.get("variant"),
                 "model": attrs.get("model", model),
                 "dtype": attrs.get("dtype", "float32"),
-                "bytes": self._store.size_on_disk(model),
+                "bytes": self.backend.size_on_disk(model),
             }
         return out
 
@@ -224,7 +216,7 @@ class StoreReader:
         axis = first.dims.index("time")
         lazies, lengths = [], []
         for song in songs:
-            arr = self._store.array(model, song)
+            arr = self.backend.array(model, song)
             if arr is None:
                 raise KeyError(f"no complete {model!r} features for song {song!r} in {self.url}")
             x = da.from_array(arr, chunks=arr.chunks).astype(np.float64)

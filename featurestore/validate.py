@@ -18,8 +18,7 @@ from typing import Any
 import numpy as np
 
 from .errors import FstoreError
-from .failures import FAILURES
-from .store import FeatureStore
+from .store import FAILURES, FeatureStore
 
 SCHEMAS = ("root", "time", "group", "array", "failure")
 
@@ -116,9 +115,9 @@ def validate_store(store: FeatureStore, fix: bool = False) -> Report:
     def problem(kind: str, where: str, message: str) -> None:
         report.problems.append(Problem(kind, where, message))
 
-    for msg in schema_errors("root", store.root.attrs.asdict()):
+    for msg in schema_errors("root", store.root_attrs()):
         problem("schema", "/", msg)
-    for name in store.root.array_keys():
+    for name in store.unexpected_nodes():
         problem("orphan", name, "array at the store root (songs live in model groups)")
     for model in store.models():
         group_attrs = store.model_attrs(model)
@@ -139,7 +138,7 @@ def validate_store(store: FeatureStore, fix: bool = False) -> Report:
             if arr is None:
                 problem("incomplete", where, "metadata unreadable (interrupted write)")
                 continue
-            attrs = arr.attrs.asdict()
+            attrs = arr.attrs
             if attrs.get("complete") is not True:
                 problem("incomplete", where, "not marked complete (interrupted write); the next run redoes it")
                 if fix:
@@ -148,8 +147,8 @@ def validate_store(store: FeatureStore, fix: bool = False) -> Report:
                 continue
             for msg in schema_errors("array", attrs):
                 problem("schema", where, msg)
-            if list(attrs.get("dims", [])) != list(arr.metadata.dimension_names or []):
-                problem("schema", where, f"dims {attrs.get('dims')} differ from dimension_names {arr.metadata.dimension_names}")
+            if list(attrs.get("dims", [])) != list(arr.dimension_names or []):
+                problem("schema", where, f"dims {attrs.get('dims')} differ from dimension_names {arr.dimension_names}")
             same_config = attrs.get("fingerprint") == group_attrs.get("fingerprint")
             expected = ext.output_shape(attrs.get("n_samples", 0)) if ext is not None and same_config else None
             if expected is not None and tuple(arr.shape) != expected:

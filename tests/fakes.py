@@ -10,12 +10,12 @@ from typing import ClassVar
 
 import numpy as np
 
-from featurestore.extractors.base import Extractor, ExtractorConfig, TimeAxis, WeightFile, WeightsInfo
+from featurestore.extractors.base import Extractor, option, ExtractorConfig, Licenses, Output, TimeAxis, WeightFile, WeightsInfo
 
 
 @dataclass(frozen=True)
 class FakeConfig(ExtractorConfig):
-    gain: float = 1.0
+    gain: float = option(1.0, "Factor applied to every output value.")
 
 
 class FakeFrames(Extractor):
@@ -23,40 +23,15 @@ class FakeFrames(Extractor):
 
     name: ClassVar[str] = "fake"
     description: ClassVar[str] = "test extractor: framewise rms and mean"
-    code_license: ClassVar[str] = "MIT (tests)"
-    weights_license: ClassVar[str] = "none (no weights)"
+    licenses: ClassVar[Licenses] = Licenses(code="MIT (tests)", weights="none (no weights)")
     Config: ClassVar[type[ExtractorConfig]] = FakeConfig
     rate: ClassVar[int] = 8000
     hop: ClassVar[int] = 80
-
-    @property
-    def time_axis(self) -> TimeAxis:
-        return TimeAxis(self.rate, self.hop, self.hop // 2)
-
-    @property
-    def dims(self) -> tuple[str, ...]:
-        return ("time", "feature")
-
-    @property
-    def feature_names(self) -> tuple[str, ...]:
-        return ("rms", "mean")
-
-    @property
-    def min_samples(self) -> int:
-        return self.hop
+    output: ClassVar[Output] = Output(TimeAxis(8000, 80, 40), dims=("time", "feature"),
+                                      labels={"feature": ("rms", "mean")}, min_samples=80)
 
     def n_frames(self, n_samples: int) -> int:
         return n_samples // self.hop
-
-    @classmethod
-    def weights_info(cls, config=None) -> WeightsInfo:
-        return WeightsInfo("none (computed)", True)
-
-    def _resolve_weights(self) -> tuple[WeightFile, ...]:
-        return ()
-
-    def _load(self, device: str) -> None:
-        pass
 
     def _extract(self, wave: np.ndarray) -> np.ndarray:
         frames = wave[: self.n_frames(len(wave)) * self.hop].reshape(-1, self.hop)
@@ -70,29 +45,28 @@ class SlowFrames(FakeFrames):
     name: ClassVar[str] = "slow"
     rate: ClassVar[int] = 4000
     hop: ClassVar[int] = 400
-
-    @property
-    def time_axis(self) -> TimeAxis:
-        return TimeAxis(self.rate, self.hop, 0)
-
-    @property
-    def dims(self) -> tuple[str, ...]:
-        return ("time",)
-
-    @property
-    def feature_names(self) -> None:
-        return None
-
-    plot_kind: ClassVar[str] = "activation"
+    output: ClassVar[Output] = Output(TimeAxis(4000, 400, 0), kind="activation", min_samples=400)
 
     def _extract(self, wave: np.ndarray) -> np.ndarray:
         return super()._extract(wave)[:, 0].copy()
+
+
+class DeviceFrames(FakeFrames):
+    """The same, declared to run on a GPU too (it computes on the CPU whatever the device): the model of a GPU
+    run beside which CPU-only models run in their own threads."""
+
+    name: ClassVar[str] = "devfake"
+    devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
 
 
 class Unobtainable(FakeFrames):
     """A model whose weights cannot be had here (like OpenL3 or MERT offline)."""
 
     name: ClassVar[str] = "unobtainable"
+
+    @classmethod
+    def weights_info(cls, config=None) -> WeightsInfo:
+        return WeightsInfo("model.h5, downloaded on first use", False, how_to_provide="pass --unobtainable-weights PATH")
 
     def _resolve_weights(self) -> tuple[WeightFile, ...]:
         from featurestore.errors import WeightsUnavailable
@@ -127,7 +101,8 @@ class CountedSlow(Counted, SlowFrames):
     name: ClassVar[str] = "cslow"
 
 
-FAKES = {"fake": "tests.fakes:FakeFrames", "slow": "tests.fakes:SlowFrames", "unobtainable": "tests.fakes:Unobtainable",
+FAKES = {"fake": "tests.fakes:FakeFrames", "slow": "tests.fakes:SlowFrames", "devfake": "tests.fakes:DeviceFrames",
+         "unobtainable": "tests.fakes:Unobtainable",
          "cfake": "tests.fakes:CountedFrames", "cslow": "tests.fakes:CountedSlow"}
 
 
@@ -151,7 +126,7 @@ def counted_env(log: str | os.PathLike[str], compute_s: float, **extra: str) -> 
     each taking ``compute_s`` seconds, a 0.5-s lease beat (stale leases free in 1.5 s), plus ``extra``."""
     from pathlib import Path
 
-    from featurestore.leases import BEAT_ENV
+    from featurestore.store.leases import BEAT_ENV
 
     root = str(Path(__file__).resolve().parents[1])
     return {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]),
@@ -175,7 +150,7 @@ def counted_contents(store: str, storage_options: dict | None = None) -> dict[tu
         assert s.songs(model, complete_only=False) == s.songs(model), "incomplete arrays left"
         for song in s.songs(model):
             arr = s.array(model, song)
-            out[model, song] = arr[...], {k: v for k, v in arr.attrs.asdict().items() if k != "written"}
+            out[model, song] = arr[...], {k: v for k, v in arr.attrs.items() if k != "written"}
     return out
 
 

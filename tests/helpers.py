@@ -26,6 +26,16 @@ def bf16_cpu_missing() -> str | None:
 requires_bf16_cpu = pytest.mark.skipif(bf16_cpu_missing() is not None, reason=str(bf16_cpu_missing()))
 
 
+def loaded_models(*names: str, **options: object) -> list:
+    """The registered extractors ``names`` with ``options``, loaded on the CPU."""
+    from featurestore.extractors import registry
+
+    exts = [registry.create(n, **options) for n in names]
+    for e in exts:
+        e.load("cpu")
+    return exts
+
+
 def fstore(*args: object, **kwargs: object):
     """``fstore ARGS...`` run in this process through Typer's test runner (exceptions propagate);
     ``kwargs`` go to :meth:`CliRunner.invoke` (``input=...``, ``env=...``)."""

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from featurestore import pipeline
+import featurestore.run as fsrun
+from featurestore.run import compute
+from featurestore.store.attributes import group_attributes
 from featurestore.discover import discover
 from featurestore.store import FeatureStore
 
 from .conftest import write_wav
-from .test_pipeline import _loaded
+from .helpers import loaded_models
 
 
 def _audio(tmp_path):
@@ -33,14 +35,14 @@ def _calls(ext):
 
 
 def test_short_songs_of_a_task_share_calls_and_the_store_is_unchanged(tmp_path, fake_models, monkeypatch):
-    monkeypatch.setattr(pipeline, "BATCH_SONG_MAX_S", 0.5)
+    monkeypatch.setattr(compute, "BATCH_SONG_MAX_S", 0.5)
     files = _audio(tmp_path)
     single = FeatureStore(str(tmp_path / "single.zarr"), mode="a")
-    alone = pipeline.run(single, files, _loaded("fake", "slow"))
+    alone = fsrun.run(single, files, loaded_models("fake", "slow"))
     batched_store = FeatureStore(str(tmp_path / "batched.zarr"), mode="a")
-    exts = _loaded("fake", "slow")
+    exts = loaded_models("fake", "slow")
     calls = _calls(exts[0])
-    batched = pipeline.run(batched_store, files, exts, pipeline.RunOptions(batch_songs=4))
+    batched = fsrun.run(batched_store, files, exts, fsrun.RunOptions(batch_songs=4))
     # (extract() is extract_batch of one) task s0-s3: the 0.9-s s2 goes alone as soon as it is decoded, then
     # s0, s1, s3 share a call; task s4-s6: the 2-ms s4 is too short for "fake" and spoils the shared call, so
     # each is then computed alone
@@ -61,16 +63,16 @@ def test_a_song_held_by_another_run_leaves_the_rest_of_its_task(tmp_path, fake_m
     files = _audio(tmp_path)
     store = FeatureStore(str(tmp_path / "s.zarr"), mode="a")
     other = FeatureStore(str(tmp_path / "s.zarr"), mode="a")
-    for ext in _loaded("fake"):
-        store.ensure_model(ext.name, pipeline.group_attrs(ext, pipeline.RunOptions()))
-    assert other.acquire("s1") is None  # a live run holds s1
+    for ext in loaded_models("fake"):
+        store.ensure_model(ext.name, group_attributes(ext.describe(), ext.name, "float32"))
+    assert other.leases.acquire("s1", "another-run") is None  # a live run holds s1
     try:
-        summary = pipeline.run(store, files, _loaded("fake"), pipeline.RunOptions(batch_songs=3))
+        summary = fsrun.run(store, files, loaded_models("fake"), fsrun.RunOptions(batch_songs=3))
     finally:
-        other.release("s1")
+        other.leases.release("s1", "another-run")
     assert summary.totals["fake"].skipped == 1 and summary.totals["fake"].done == 5
     assert "s1" not in store.songs("fake") and "s0" in store.songs("fake") and "s2" in store.songs("fake")
-    again = pipeline.run(store, files, _loaded("fake"), pipeline.RunOptions(batch_songs=3))
+    again = fsrun.run(store, files, loaded_models("fake"), fsrun.RunOptions(batch_songs=3))
     assert again.totals["fake"].done == 1 and again.totals["fake"].cached == 5
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import zarr
 from typer.testing import CliRunner
 
 import featurestore as fs
@@ -187,10 +188,10 @@ def test_validate_finds_wrong_shapes_nonfinite_values_and_stale_fingerprints(tmp
     store = tmp_path / "s.zarr"
     assert fstore("extract", "--audio-dir", audio, "--store", store, "--models", "fake").exit_code == 0
     assert fstore("validate", store).exit_code == 0
-    s = FeatureStore(str(store), mode="a")
-    s.array("fake", "a")[0, 0] = np.nan
-    attrs = s.array("fake", "b").attrs.asdict()
-    s.write("fake", "b", np.zeros((7, 2), np.float32), ("time", "feature"), attrs)  # wrong frame count
+    zarr.open_array(str(store / "fake" / "a"), mode="r+")[0, 0] = np.nan  # damage written behind fstore's back
+    s = FeatureStore(str(store), mode="r+")
+    attrs = s.array("fake", "b").attrs
+    s.write("fake", "b", np.zeros((7, 2), np.float32), attrs)  # wrong frame count
     from tests.fakes import FakeFrames
 
     monkeypatch.setattr(FakeFrames, "implementation_version", "2")  # the code changed since

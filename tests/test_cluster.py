@@ -7,7 +7,7 @@ import contextlib
 import numpy as np
 import pytest
 
-from featurestore import pipeline
+import featurestore.run as fsrun
 from featurestore.discover import discover
 from featurestore.extractors import registry
 from featurestore.store import FeatureStore
@@ -36,7 +36,7 @@ def _songs_and_reference(tmp_path, n_songs: int, models: tuple[str, ...]):
         write_wav(audio / f"s{i}.wav", 0.4, freq=300 + 50 * i)
     files = discover(audio).files
     ref = FeatureStore(str(tmp_path / "ref.zarr"), mode="a")
-    pipeline.run(ref, files, [registry.create(m) for m in models])
+    fsrun.run(ref, files, [registry.create(m) for m in models])
     return files, ref, FeatureStore(str(tmp_path / "s.zarr"), mode="a")
 
 
@@ -52,7 +52,7 @@ def test_worker_processes_write_the_same_store_as_one_process(tmp_path, fake_mod
     files, ref, store = _songs_and_reference(tmp_path, 8, ("fake", "slow"))
     with _cluster() as client:
         client.register_plugin(RegisterFakes())
-        summary = pipeline.run(store, files, [registry.create("fake"), registry.create("slow")],
+        summary = fsrun.run(store, files, [registry.create("fake"), registry.create("slow")],
                                executor=client.get_executor())
     assert summary.ok and summary.totals["fake"].done == 8 and summary.totals["slow"].done == 8
     for model in ("fake", "slow"):
@@ -101,7 +101,7 @@ def test_a_killed_worker_loses_nothing(tmp_path, fake_models):
 
         killer = threading.Thread(target=kill_when_started)
         killer.start()
-        summary = pipeline.run(store, files, [registry.create("fake")], executor=client.get_executor())
+        summary = fsrun.run(store, files, [registry.create("fake")], executor=client.get_executor())
         killer.join()
         assert victim not in client.scheduler_info()["workers"]  # it died (its nanny started a new one)
     assert summary.ok and summary.totals["fake"].done == 10 and summary.totals["fake"].skipped == 0

@@ -8,11 +8,13 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from typer.testing import CliRunner
 
-from featurestore import pipeline
+import featurestore.run as fsrun
 from featurestore.cli import app
 from featurestore.discover import discover
 from featurestore.extractors import registry
+from featurestore.run.execution import shutdown_worker_state, worker_state_size
 from featurestore.store import FeatureStore
+from featurestore.store.leases import Leases
 
 from .conftest import write_wav
 from .fakes import FakeFrames
@@ -27,7 +29,7 @@ def audio(tmp_path):
 
 class Events:
     def __init__(self) -> None:
-        self.ended: pipeline.Summary | None = None
+        self.ended: fsrun.Summary | None = None
 
     def start(self, n_songs, models): pass
     def song_done(self, file): pass
@@ -44,7 +46,7 @@ def test_interrupt_while_models_load_still_reports(tmp_path, audio, fake_models,
     monkeypatch.setattr(FakeFrames, "_load", interrupted)
     events = Events()
     with pytest.raises(KeyboardInterrupt):
-        pipeline.run(FeatureStore(str(tmp_path / "s.zarr"), mode="a"), discover(audio).files,
+        fsrun.run(FeatureStore(str(tmp_path / "s.zarr"), mode="a"), discover(audio).files,
                      [registry.create("fake")], reporter=events)
     assert events.ended is not None and events.ended.interrupted
 
@@ -61,22 +63,22 @@ def test_cli_ctrl_c_while_models_load_exits_130_with_a_summary(tmp_path, audio, 
 
 def test_tasks_lease_under_the_coordinators_run_id(tmp_path, audio, fake_models, monkeypatch):
     store = FeatureStore(str(tmp_path / "s.zarr"), mode="a")
-    seen: list[str | None] = []
-    acquire = FeatureStore.acquire
+    seen: list[str] = []
+    acquire = Leases.acquire
 
-    def spy(self, song_id, run_id=None):
+    def spy(self, song_id, run_id):
         seen.append(run_id)
         return acquire(self, song_id, run_id)
 
-    monkeypatch.setattr(FeatureStore, "acquire", spy)
-    pipeline._worker_stores.clear()
+    monkeypatch.setattr(Leases, "acquire", spy)
+    shutdown_worker_state()
     with ThreadPoolExecutor(2) as pool:  # a worker: opens its own store object, as a Dask worker would
-        summary = pipeline.run(store, discover(audio).files, [registry.create("fake")], executor=pool)
+        summary = fsrun.run(store, discover(audio).files, [registry.create("fake")], executor=pool)
     assert summary.ok and summary.totals["fake"].done == 4
-    assert seen == [store.run_id] * 4
-    worker_store = next(iter(pipeline._worker_stores.values()))
-    assert worker_store is not store and worker_store.run_id != store.run_id
-    pipeline._worker_stores.clear()
+    assert len(summary.run_id) == 32 and seen == [summary.run_id] * 4
+    assert worker_state_size() == (1, 1)  # the worker's own store and model
+    shutdown_worker_state()
+    assert worker_state_size() == (0, 0)
 
 
 def test_threaded_workers_load_each_model_once(tmp_path, audio, fake_models, monkeypatch):
@@ -87,15 +89,13 @@ def test_threaded_workers_load_each_model_once(tmp_path, audio, fake_models, mon
         threading.Event().wait(0.2)  # wide enough for every thread to race into the cache
 
     monkeypatch.setattr(FakeFrames, "_load", slow_load)
-    pipeline._worker_models.clear()
-    pipeline._worker_stores.clear()
+    shutdown_worker_state()
     store = FeatureStore(str(tmp_path / "s.zarr"), mode="a")
     with ThreadPoolExecutor(4) as pool:
-        summary = pipeline.run(store, discover(audio).files, [registry.create("fake")], executor=pool)
+        summary = fsrun.run(store, discover(audio).files, [registry.create("fake")], executor=pool)
     assert summary.totals["fake"].done == 4
     assert len(loads) == 1
-    pipeline._worker_models.clear()
-    pipeline._worker_stores.clear()
+    shutdown_worker_state()
 
 
 def test_in_process_results_stream_song_by_song(tmp_path, audio, fake_models):
@@ -115,7 +115,7 @@ def test_in_process_results_stream_song_by_song(tmp_path, audio, fake_models):
         return extract(wave)
 
     ext.extract = traced
-    pipeline.run(FeatureStore(str(tmp_path / "s.zarr"), mode="a"), discover(audio).files, [ext], reporter=Trace())
+    fsrun.run(FeatureStore(str(tmp_path / "s.zarr"), mode="a"), discover(audio).files, [ext], reporter=Trace())
     extracts = [i for i, event in enumerate(order) if event == "extract"]
     assert len(extracts) == 4 and sorted(order[e] for e in range(len(order)) if e not in extracts) == [
         f"result s{i}" for i in range(4)]

@@ -15,7 +15,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from featurestore import pipeline
+import featurestore.run as fsrun
 from featurestore.audio import decode
 from featurestore.discover import discover
 from featurestore.errors import AudioError
@@ -143,6 +143,6 @@ def test_the_decoder_is_recorded_in_the_source_attrs(tmp_path, fake_models):
 
     ext = registry.create("fake")
     ext.load("cpu")
-    summary = pipeline.run(store, discover(audio).files, [ext])
+    summary = fsrun.run(store, discover(audio).files, [ext])
     assert summary.ok, summary.failures
     assert store.song_attrs("fake", "song")["source"]["decoder"] == "ffmpeg:aac"

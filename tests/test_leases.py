@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from featurestore.leases import LEASES, Leases, is_stale
+from featurestore.store.leases import LEASES, Leases, is_stale
 from featurestore.store import FeatureStore
 
 
@@ -141,8 +141,9 @@ def test_songs_left_to_a_live_run_exit_3(tmp_path, fake_models):
 
 
 def test_a_store_that_refuses_writes_stops_the_run_with_a_store_error(tmp_path, fake_models, monkeypatch):
-    from featurestore import leases as leases_module, pipeline
+    import featurestore.run as fsrun
     from featurestore.discover import discover
+    from featurestore.store import leases as leases_module
     from featurestore.errors import StoreError
     from featurestore.extractors import registry
 
@@ -156,4 +157,4 @@ def test_a_store_that_refuses_writes_stops_the_run_with_a_store_error(tmp_path, 
 
     monkeypatch.setattr(leases_module.os, "link", read_only)  # as root, chmod cannot make a store read-only
     with pytest.raises(StoreError, match="(?i)read-only"):
-        pipeline.run(store, discover(tmp_path / "audio").files, [registry.create("fake")])
+        fsrun.run(store, discover(tmp_path / "audio").files, [registry.create("fake")])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import zarr
 
-from featurestore import store as store_module
+from featurestore.store import zarr_store as store_module
 from featurestore.read import open_store
 from featurestore.store import FeatureStore
 
@@ -14,13 +14,15 @@ AXIS = {"sample_rate": 8000, "hop_samples": 80, "t0_samples": 40}
 
 
 def _write(store: FeatureStore, song: str, value: float = 0.0) -> None:
-    store.write("fake", song, np.full((3, 2), value, np.float32), ("time", "feature"),
-                {"model": "fake", "fingerprint": "x", "duration_s": 0.1, "n_samples": 800, "source": {}, **AXIS})
+    store.write("fake", song, np.full((3, 2), value, np.float32),
+                {"model": "fake", "fingerprint": "x", "duration_s": 0.1, "n_samples": 800, "source": {},
+                 "dims": ["time", "feature"], **AXIS})
 
 
 def _walk(store: FeatureStore, model: str) -> dict[str, bool]:
     """The reference: zarr's own member walk, then the attrs of each array."""
-    return {name: node.attrs.get("complete") is True for name, node in store.root[model].members(max_depth=None)
+    return {name: node.attrs.get("complete") is True
+            for name, node in zarr.open_group(store.url, mode="r")[model].members(max_depth=None)
             if isinstance(node, zarr.Array)}
 
 
@@ -31,7 +33,7 @@ def messy(tmp_path) -> FeatureStore:
     store.ensure_model("fake", {"model": "fake", "fingerprint": "x", "dtype": "float32", **AXIS})
     for song in ("a", "rock/b", "rock/deep/c", "z"):
         _write(store, song)
-    store.root.create_array("fake/rock/half", shape=(3, 2), dtype="float32")  # data first, never marked
+    zarr.open_group(store.url)["fake"].create_array("rock/half", shape=(3, 2), dtype="float32")  # never marked
     _write(store, "broken")
     store.record_failure("fake", "bad", "boom", "DecodeError", None)
     store.record_failure("fake", "rock/worse", "boom", "DecodeError", None)
@@ -59,7 +61,7 @@ def test_a_rewrite_in_progress_is_not_complete(messy):
     """A song rewritten (``--overwrite``) is incomplete from its new metadata until ``complete`` is set again:
     nothing cached can show it as complete."""
     assert "a" in messy.songs("fake")
-    messy.root.create_array("fake/a", shape=(3, 2), dtype="float32", overwrite=True)
+    zarr.open_group(messy.url)["fake"].create_array("a", shape=(3, 2), dtype="float32", overwrite=True)
     assert "a" not in messy.songs("fake")
     _write(messy, "a", 1.0)
     assert "a" in messy.songs("fake")
@@ -76,7 +78,7 @@ def test_failures_and_info(messy):
         "songs": 4, "incomplete": 2, "failed": 2}
     from zarr.core.sync import sync
 
-    assert info["models"]["fake"]["bytes"] == sync(messy.root.store.getsize_prefix("fake")) > 0
+    assert info["models"]["fake"]["bytes"] == sync(zarr.open_group(messy.url).store.getsize_prefix("fake")) > 0
 
 
 def test_loading_one_song_lists_nothing(messy, monkeypatch):

@@ -390,7 +390,7 @@ def test_last_and_its_index_are_one_configuration():
     """"last" resolves to the snapshot's layer count (2 in the tiny snapshot): same fingerprint and group config."""
     last, index = Mert(model_path=str(tiny_snapshot()), layers="last"), Mert(model_path=str(tiny_snapshot()), layers="2")
     assert last.fingerprint == index.fingerprint
-    assert last.group_attrs()["config"]["layers"] == [2] == index.group_attrs()["config"]["layers"]
+    assert last.describe()["config"]["layers"] == [2] == index.describe()["config"]["layers"]
     assert Mert(model_path=str(tiny_snapshot()), layers="1").fingerprint != last.fingerprint
 
 

@@ -8,12 +8,13 @@ import time
 import numpy as np
 import pytest
 
-from featurestore import pipeline
+import featurestore.run as fsrun
 from featurestore.discover import discover
 from featurestore.extractors import registry
 from featurestore.store import FeatureStore
 
 from .conftest import write_wav
+from .helpers import loaded_models
 
 
 def test_discovery(tmp_path):
@@ -37,12 +38,6 @@ def test_missing_audio_dir(tmp_path):
         discover(tmp_path / "absent")
 
 
-def _loaded(*names, **options):
-    exts = [registry.create(n, **options) for n in names]
-    for e in exts:
-        e.load("cpu")
-    return exts
-
 
 def test_run_writes_reads_and_skips(tmp_path, fake_models):
     audio = tmp_path / "audio"
@@ -51,8 +46,8 @@ def test_run_writes_reads_and_skips(tmp_path, fake_models):
     (audio / "bad.wav").write_text("not audio")
     store = FeatureStore(str(tmp_path / "s.zarr"), mode="a")
     files = discover(audio).files
-    exts = _loaded("fake", "slow")
-    summary = pipeline.run(store, files, exts, pipeline.RunOptions(output_base=tmp_path / "npy"))
+    exts = loaded_models("fake", "slow")
+    summary = fsrun.run(store, files, exts, fsrun.RunOptions(output_base=tmp_path / "npy"))
     assert summary.totals["fake"].done == 2 and summary.totals["fake"].failed == 1
     assert not summary.ok and {f.song_id for f in summary.failures} == {"bad"}
     assert store.songs("fake") == ["one", "sub/two"]
@@ -61,14 +56,14 @@ def test_run_writes_reads_and_skips(tmp_path, fake_models):
     assert np.load(tmp_path / "npy" / "fake" / "sub" / "two.npy").shape == (50, 2)
     assert {f["song_id"] for f in store.failures()} == {"bad"}
 
-    again = pipeline.run(store, files, exts)  # caching is the default
+    again = fsrun.run(store, files, exts)  # caching is the default
     assert again.totals["fake"].cached == 2 and again.totals["fake"].done == 0
-    assert pipeline.plan(store, files, exts) == pipeline.Plan({"fake": 1, "slow": 1}, {"fake": 2, "slow": 2})
+    assert fsrun.plan(store, files, exts) == fsrun.Plan({"fake": 1, "slow": 1}, {"fake": 2, "slow": 2})
 
     # a changed source file is redone; same content with a new mtime is not
     os.utime(audio / "one.wav", (time.time() + 10, time.time() + 10))
     write_wav(audio / "sub" / "two.wav", 0.6, channels=2)
-    third = pipeline.run(store, files, exts, pipeline.RunOptions(skip_existing=True))
+    third = fsrun.run(store, files, exts, fsrun.RunOptions(skip_existing=True))
     assert third.totals["fake"].cached == 1 and third.totals["fake"].done == 1
     assert store.array("fake", "sub/two").shape == (60, 2)
 
@@ -82,29 +77,29 @@ def test_one_configuration_per_group(tmp_path, fake_models):
     (audio / "bad.wav").write_text("not audio")
     store = FeatureStore(str(tmp_path / "s.zarr"), mode="a")
     files = discover(audio).files
-    pipeline.run(store, files, _loaded("fake"))
+    fsrun.run(store, files, loaded_models("fake"))
     before = store.array("fake", "one")[...]
 
     # other options: refused before any work, naming the option with both values
     with pytest.raises(ConfigurationMismatch) as e:
-        pipeline.run(store, files, _loaded("fake", gain=2.0))
+        fsrun.run(store, files, loaded_models("fake", gain=2.0))
     assert ("gain", 1.0, 2.0) in e.value.differences and "--overwrite" in str(e.value) and "--as" in str(e.value)
     assert np.array_equal(store.array("fake", "one")[...], before)
     assert store.model_attrs("fake")["config"] == {"gain": 1.0}
 
     # a storage dtype is part of the configuration too
     with pytest.raises(ConfigurationMismatch, match="dtype"):
-        pipeline.run(store, files, _loaded("fake"), pipeline.RunOptions(dtype="float16"))
+        fsrun.run(store, files, loaded_models("fake"), fsrun.RunOptions(dtype="float16"))
 
     # --as keeps a second configuration beside the first
-    side = pipeline.run(store, files, _loaded("fake", gain=2.0), pipeline.RunOptions(groups=(("fake", "fake2"),)))
+    side = fsrun.run(store, files, loaded_models("fake", gain=2.0), fsrun.RunOptions(groups=(("fake", "fake2"),)))
     assert side.totals["fake2"].done == 2 and store.models() == ["fake", "fake2"]
     assert store.model_attrs("fake2")["model"] == "fake" and store.model_attrs("fake2")["group"] == "fake2"
     np.testing.assert_allclose(store.array("fake2", "one")[...], 2 * before, rtol=1e-6)
     assert {f["model"] for f in store.failures()} == {"fake", "fake2"}
 
     # --overwrite replaces the group: old arrays and failures go, every song is recomputed
-    new = pipeline.run(store, files, _loaded("fake", gain=2.0), pipeline.RunOptions(overwrite=True))
+    new = fsrun.run(store, files, loaded_models("fake", gain=2.0), fsrun.RunOptions(overwrite=True))
     assert new.replaced["fake"] == (2, 1) and new.totals["fake"].done == 2 and new.totals["fake"].cached == 0
     assert store.model_attrs("fake")["config"] == {"gain": 2.0}
     np.testing.assert_allclose(store.array("fake", "one")[...], 2 * before, rtol=1e-6)
@@ -116,12 +111,12 @@ def test_float16_storage(tmp_path, fake_models):
     files = discover(audio).files
     exact = FeatureStore(str(tmp_path / "a.zarr"), mode="a")
     half = FeatureStore(str(tmp_path / "b.zarr"), mode="a")
-    pipeline.run(exact, files, _loaded("fake"))
-    pipeline.run(half, files, _loaded("fake"), pipeline.RunOptions(dtype="float16"))
+    fsrun.run(exact, files, loaded_models("fake"))
+    fsrun.run(half, files, loaded_models("fake"), fsrun.RunOptions(dtype="float16"))
     a, b = exact.array("fake", "one"), half.array("fake", "one")
     assert a.dtype == np.float32 and b.dtype == np.float16 and b.attrs["dtype"] == "float16"
     np.testing.assert_allclose(b[...].astype(np.float32), a[...], rtol=1e-3, atol=1e-4)
-    assert pipeline.run(half, files, _loaded("fake"), pipeline.RunOptions(dtype="float16")).totals["fake"].cached == 1
+    assert fsrun.run(half, files, loaded_models("fake"), fsrun.RunOptions(dtype="float16")).totals["fake"].cached == 1
 
 
 def test_retry_failed_only_redoes_failures(tmp_path, fake_models):
@@ -129,11 +124,11 @@ def test_retry_failed_only_redoes_failures(tmp_path, fake_models):
     write_wav(audio / "good.wav", 0.5)
     (audio / "late.wav").write_text("not yet audio")
     store = FeatureStore(str(tmp_path / "s.zarr"), mode="a")
-    exts = _loaded("fake")
-    pipeline.run(store, discover(audio).files, exts)
+    exts = loaded_models("fake")
+    fsrun.run(store, discover(audio).files, exts)
     assert [f["song_id"] for f in store.failures()] == ["late"]
     write_wav(audio / "late.wav", 0.5)  # the user fixed the file
-    summary = pipeline.run(store, discover(audio).files, exts, pipeline.RunOptions(retry_failed=True))
+    summary = fsrun.run(store, discover(audio).files, exts, fsrun.RunOptions(retry_failed=True))
     assert summary.totals["fake"].done == 1 and summary.ok
     assert store.failures() == [] and store.songs("fake") == ["good", "late"]
 
@@ -142,7 +137,7 @@ def test_too_short_is_a_per_model_failure(tmp_path, fake_models):
     audio = tmp_path / "audio"
     write_wav(audio / "blip.wav", 0.005, rate=8000)  # 40 samples < fake's 80-sample minimum
     store = FeatureStore(str(tmp_path / "s.zarr"), mode="a")
-    summary = pipeline.run(store, discover(audio).files, _loaded("fake"))
+    summary = fsrun.run(store, discover(audio).files, loaded_models("fake"))
     (failure,) = summary.failures
     assert "needs at least 80" in failure.error
 
@@ -152,7 +147,7 @@ def test_interrupt_leaves_finished_songs_complete(tmp_path, fake_models, monkeyp
     for i in range(3):
         write_wav(audio / f"s{i}.wav", 0.3)
     store = FeatureStore(str(tmp_path / "s.zarr"), mode="a")
-    (ext,) = _loaded("fake")
+    (ext,) = loaded_models("fake")
     real = type(ext)._extract
     calls = []
 
@@ -164,14 +159,14 @@ def test_interrupt_leaves_finished_songs_complete(tmp_path, fake_models, monkeyp
 
     monkeypatch.setattr(type(ext), "_extract", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        pipeline.run(store, discover(audio).files, [ext])
+        fsrun.run(store, discover(audio).files, [ext])
     assert store.songs("fake") == ["s0"]
     assert store.songs("fake", complete_only=False) == ["s0"]
 
 
 def _reference_run(tmp_path, audio, names):
     store = FeatureStore(str(tmp_path / "ref.zarr"), mode="a")
-    pipeline.run(store, discover(audio).files, [registry.create(n) for n in names])
+    fsrun.run(store, discover(audio).files, [registry.create(n) for n in names])
     return {s: store.array("fake", s)[...] for s in store.songs("fake")}
 
 
@@ -188,8 +183,8 @@ def test_process_pool_executor_gives_the_same_store(tmp_path, fake_models, batch
     store = FeatureStore(str(tmp_path / "s.zarr"), mode="a")
     # fork keeps this test's registry of fake models in the workers
     with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("fork")) as pool:
-        summary = pipeline.run(store, discover(audio).files, [registry.create("fake")],
-                               pipeline.RunOptions(batch_songs=batch_songs), executor=pool)
+        summary = fsrun.run(store, discover(audio).files, [registry.create("fake")],
+                               fsrun.RunOptions(batch_songs=batch_songs), executor=pool)
     assert summary.totals["fake"].done == 6 and [f.song_id for f in summary.failures] == ["bad"]
     assert [f["song_id"] for f in store.failures()] == ["bad"]
     for song, data in expected.items():
@@ -204,7 +199,7 @@ def test_dask_executor(tmp_path, fake_models):
     expected = _reference_run(tmp_path, audio, ["fake"])
     store = FeatureStore(str(tmp_path / "s.zarr"), mode="a")
     with distributed.Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None) as client:
-        summary = pipeline.run(store, discover(audio).files, [registry.create("fake")],
+        summary = fsrun.run(store, discover(audio).files, [registry.create("fake")],
                                executor=client.get_executor())
     assert summary.ok and summary.totals["fake"].done == 3
     for song, data in expected.items():

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 import featurestore as fs
-from featurestore import pipeline
+import featurestore.run as fsrun
 from featurestore.cli import app
 from featurestore.discover import discover
 from featurestore.extractors import registry
@@ -30,7 +30,7 @@ def store(tmp_path, fake_models):
     exts = [registry.create(n) for n in ("fake", "slow", "madmom")]
     for e in exts:
         e.load("cpu")
-    pipeline.run(target, discover(tmp_path / "audio").files, exts)
+    fsrun.run(target, discover(tmp_path / "audio").files, exts)
     return target
 
 

@@ -6,83 +6,79 @@ import threading
 import time
 
 import numpy as np
+import pytest
 
 from featurestore import audio as audio_module
-from featurestore import pipeline
+import featurestore.run as fsrun
 from featurestore.discover import discover
-from featurestore.prefetch import Prefetcher
+from featurestore.run import planning as plan_module
+from featurestore.run.planning import SongWork
+from featurestore.run.prefetch import Prefetcher
 from featurestore.store import FeatureStore
 
 from .conftest import write_wav
-from .test_pipeline import _loaded
+from .helpers import loaded_models
 
 
-def _until(condition, timeout=30.0):
-    """Wait for ``condition`` (the prefetch thread runs on its own time), then give it a moment to overrun."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "the prefetch thread did not get there"
-        time.sleep(0.01)
-    time.sleep(0.3)
-
-
-def _files(tmp_path, n=5, seconds=0.3):
+def _songs(tmp_path, n=5, seconds=0.3):
+    """``n`` short songs as a plan's work (each with one model to compute)."""
     for i in range(n):
         write_wav(tmp_path / "audio" / f"s{i}.wav", seconds, freq=200.0 + 50 * i)
-    return discover(tmp_path / "audio").files
+    return [SongWork(file, ("fake",)) for file in discover(tmp_path / "audio").files]
+
+
+def _settled(prefetcher):
+    """Wait until the prefetch thread waits for the consumer (or is done): it cannot move further."""
+    assert prefetcher.waiting.wait(timeout=30), "the prefetch thread did not get there"
 
 
 def test_songs_come_in_order_decoded_and_resampled(tmp_path):
-    files = _files(tmp_path)
-    with Prefetcher(files, lambda f: [8000, 16000]) as prefetcher:
-        for file in files:
-            audio = prefetcher.take(file)
-            assert audio is not None and audio.path == file.path
-            assert set(audio._by_rate) == {8000, 16000}  # resampled ahead, not on use
-            assert audio.at(16000).shape == (round(0.3 * 16000),)
+    songs = _songs(tmp_path)
+    with Prefetcher(songs, lambda s: [8000, 16000]) as prefetcher:
+        for song in songs:
+            audio = prefetcher.take(song)
+            assert audio is not None and audio.path == song.file.path
+            spent = audio.seconds
+            assert audio.at(16000).shape == (round(0.3 * 16000),) and audio.at(8000).shape == (round(0.3 * 8000),)
+            assert audio.seconds == spent  # resampled ahead, not on use
 
 
 def test_it_stays_at_most_depth_songs_ahead(tmp_path):
-    files = _files(tmp_path, n=6)
+    songs = _songs(tmp_path, n=6)
     looked: list[str] = []
-    with Prefetcher(files, lambda f: looked.append(f.song_id) or [8000], depth=2) as prefetcher:
-        _until(lambda: len(looked) >= 2)
+    with Prefetcher(songs, lambda s: looked.append(s.file.song_id) or [8000], depth=2) as prefetcher:
+        _settled(prefetcher)
         assert looked == ["s0", "s1"]  # the next song and one more, then it waits
-        prefetcher.take(files[0])
-        _until(lambda: len(looked) >= 3)
+        prefetcher.take(songs[0])
+        _settled(prefetcher)
         assert looked == ["s0", "s1", "s2"]
 
 
 def test_byte_budget_limits_what_is_held(tmp_path):
-    files = _files(tmp_path, n=4)
+    songs = _songs(tmp_path, n=4)
     looked: list[str] = []
-    with Prefetcher(files, lambda f: looked.append(f.song_id) or [8000], depth=4, budget_bytes=1) as prefetcher:
-        _until(lambda: len(looked) >= 1)
+    with Prefetcher(songs, lambda s: looked.append(s.file.song_id) or [8000], depth=4, budget_bytes=1) as prefetcher:
+        _settled(prefetcher)
         assert looked == ["s0"]  # past the first song ahead, one byte of audio already fills the budget
-        assert prefetcher.take(files[0]) is not None
+        assert prefetcher.take(songs[0]) is not None
 
 
-def test_songs_without_work_are_not_decoded_and_out_of_order_is_none(tmp_path, monkeypatch):
-    files = _files(tmp_path, n=3)
-    decoded: list[str] = []
-    real = audio_module.decode
-    monkeypatch.setattr(audio_module, "decode", lambda p: decoded.append(p.name) or real(p))
-    with Prefetcher(files, lambda f: [] if f.song_id == "s1" else [8000]) as prefetcher:
-        assert prefetcher.take(files[1]) is None  # not the next song: the caller decodes it itself
-        assert prefetcher.take(files[0]) is not None
-        assert prefetcher.take(files[1]) is None  # nothing to compute when it looked
-        assert prefetcher.take(files[2]) is not None
-    assert decoded == ["s0.wav", "s2.wav"]
+def test_out_of_order_is_none(tmp_path):
+    songs = _songs(tmp_path, n=3)
+    with Prefetcher(songs, lambda s: [8000]) as prefetcher:
+        assert prefetcher.take(songs[1]) is None  # not the next song: the caller decodes it itself
+        assert prefetcher.take(songs[0]) is not None
+        assert prefetcher.take(songs[1]) is not None
 
 
 def test_a_failed_decode_is_kept_and_never_retried(tmp_path, monkeypatch):
-    files = _files(tmp_path, n=2)
-    files[0].path.write_bytes(b"not audio")
+    songs = _songs(tmp_path, n=2)
+    songs[0].file.path.write_bytes(b"not audio")
     calls = []
     real = audio_module.decode
     monkeypatch.setattr(audio_module, "decode", lambda p: calls.append(p.name) or real(p))
-    with Prefetcher(files, lambda f: [8000, 16000]) as prefetcher:
-        broken = prefetcher.take(files[0])
+    with Prefetcher(songs, lambda s: [8000, 16000]) as prefetcher:
+        broken = prefetcher.take(songs[0])
     for _ in range(3):
         try:
             broken.at(8000)
@@ -94,14 +90,14 @@ def test_a_failed_decode_is_kept_and_never_retried(tmp_path, monkeypatch):
 
 
 def test_close_stops_the_thread(tmp_path):
-    files = _files(tmp_path, n=8)
-    prefetcher = Prefetcher(files, lambda f: [8000])
+    songs = _songs(tmp_path, n=8)
+    prefetcher = Prefetcher(songs, lambda s: [8000])
     prefetcher.close()
     assert not any(t.name == "fstore-prefetch" and t.is_alive() for t in threading.enumerate())
 
 
 def test_run_decodes_each_song_once_in_the_prefetch_thread(tmp_path, fake_models, monkeypatch):
-    files = _files(tmp_path, n=4)
+    _songs(tmp_path, n=4)
     (tmp_path / "audio" / "bad.wav").write_text("not audio")
     files = discover(tmp_path / "audio").files
     threads: list[tuple[str, str]] = []
@@ -109,7 +105,7 @@ def test_run_decodes_each_song_once_in_the_prefetch_thread(tmp_path, fake_models
     monkeypatch.setattr(audio_module, "decode",
                         lambda p: threads.append((p.name, threading.current_thread().name)) or real(p))
     store = FeatureStore(str(tmp_path / "s.zarr"), mode="a")
-    summary = pipeline.run(store, files, _loaded("fake", "slow"))
+    summary = fsrun.run(store, files, loaded_models("fake", "slow"))
     assert summary.totals["fake"].done == 4 and summary.totals["slow"].failed == 1
     assert sorted(name for name, _ in threads) == sorted(f.path.name for f in files)  # once each, the bad one too
     assert {thread for _, thread in threads} == {"fstore-prefetch"}
@@ -117,28 +113,24 @@ def test_run_decodes_each_song_once_in_the_prefetch_thread(tmp_path, fake_models
 
 
 def test_cpu_models_run_beside_device_models(tmp_path, fake_models):
-    """With the torch models on a GPU, CPU-only models run in their own thread; the results are the same."""
-    files = _files(tmp_path, n=2)
-    exts = _loaded("fake", "slow")
-    seen: list[str] = []
+    """With the other models on a GPU, CPU-only models run in their own threads; the results are the same."""
+    files = [song.file for song in _songs(tmp_path, n=2)]
+    exts = loaded_models("devfake", "slow")
+    seen: list[tuple[str, str]] = []
     for ext in exts:
         original = ext._extract
-        ext._extract = lambda wave, original=original: seen.append(threading.current_thread().name) or original(wave)
+        ext._extract = lambda wave, ext=ext, original=original: seen.append(
+            (ext.name, threading.current_thread().name)) or original(wave)
     plain = FeatureStore(str(tmp_path / "plain.zarr"), mode="a")
-    beside = FeatureStore(str(tmp_path / "beside.zarr"), mode="a")
-    for ext in exts:
-        for store in (plain, beside):
-            store.ensure_model(ext.name, pipeline.group_attrs(ext, pipeline.RunOptions()))
-    for file in files:
-        pipeline.process_song(plain, file, exts, pipeline.RunOptions(), lambda r: None)
-    assert set(seen) == {"MainThread"}
+    assert fsrun.run(plain, files, exts).ok
+    assert {thread for _, thread in seen} == {"MainThread"}
     seen.clear()
-    results = []
-    # a task of both songs: the CPU-only models take one song per call, on the pool's threads
-    pipeline.process_songs(beside, [(file, exts, None) for file in files], pipeline.RunOptions(device="cuda"),
-                           results.append)
-    assert all(name.startswith("fstore-cpu-models") for name in seen) and len(seen) == 4
-    assert [r.status for r in results] == ["done"] * 4
+    # a task of both songs: "devfake" declares cuda and runs here; the CPU-only "slow" one song per call beside it
+    beside = FeatureStore(str(tmp_path / "beside.zarr"), mode="a")
+    summary = fsrun.run(beside, files, exts, fsrun.RunOptions(device="cuda", batch_songs=2))
+    assert summary.totals["slow"].done == summary.totals["devfake"].done == 2
+    assert sorted(seen) == [("devfake", "MainThread")] * 2 + [("slow", t) for _, t in seen if _ == "slow"]
+    assert all(t.startswith("fstore-cpu-models") for name, t in seen if name == "slow") and len(seen) == 4
     for ext in exts:
         for file in files:
             np.testing.assert_array_equal(beside.array(ext.name, file.song_id)[...], plain.array(ext.name, file.song_id)[...])
@@ -148,20 +140,17 @@ def test_model_loading_is_counted_apart_from_the_run(tmp_path, fake_models):
     """The summary says how long loading the models took, so per-song costs can leave it out."""
     from featurestore.extractors import registry
 
-    files = _files(tmp_path, n=1)
+    files = [song.file for song in _songs(tmp_path, n=1)]
     ext = registry.create("fake")
     ext._load = lambda device: time.sleep(0.3)
-    summary = pipeline.run(FeatureStore(str(tmp_path / "s.zarr"), mode="a"), files, [ext])
+    summary = fsrun.run(FeatureStore(str(tmp_path / "s.zarr"), mode="a"), files, [ext])
     assert 0.3 <= summary.load_seconds <= summary.wall_seconds
 
 
-def test_an_interrupt_waits_for_the_models_beside(tmp_path, fake_models, monkeypatch):
-    """Ctrl-C in the device models' thread: the CPU models' writes finish before the song's lease can be released."""
-    import pytest
-
-    files = _files(tmp_path, n=1)
-    beside_model, device_model = _loaded("fake", "slow")
-    monkeypatch.setattr(pipeline, "runs_on", lambda ext, device: ext is device_model)
+def test_an_interrupt_waits_for_the_models_beside(tmp_path, fake_models):
+    """Ctrl-C in the device models' thread: the CPU models' writes finish before the song's lease is released."""
+    files = [song.file for song in _songs(tmp_path, n=1)]
+    device_model, beside_model = loaded_models("devfake", "slow")
     original = beside_model._extract
     beside_model._extract = lambda wave: time.sleep(0.5) or original(wave)
 
@@ -170,20 +159,18 @@ def test_an_interrupt_waits_for_the_models_beside(tmp_path, fake_models, monkeyp
 
     device_model._extract = interrupted
     store = FeatureStore(str(tmp_path / "s.zarr"), mode="a")
-    for ext in (beside_model, device_model):
-        store.ensure_model(ext.name, pipeline.group_attrs(ext, pipeline.RunOptions()))
     with pytest.raises(KeyboardInterrupt):
-        pipeline.process_song(store, files[0], [beside_model, device_model], pipeline.RunOptions(device="cuda"),
-                              lambda r: None)
-    assert store.songs("fake") == [files[0].song_id]  # written before the interrupt went on
+        fsrun.run(store, files, [device_model, beside_model], fsrun.RunOptions(device="cuda"))
+    assert store.songs("slow") == [files[0].song_id]  # written before the interrupt went on
+    assert store.leases.held() == []
 
 
-def test_a_song_decoded_ahead_is_looked_up_twice_not_three_times(tmp_path, fake_models, monkeypatch):
-    """The prefetcher's look at the store and the check under the lease: no third read in between."""
-    files = _files(tmp_path, n=3)
+def test_each_pair_is_decided_twice_the_plan_and_under_the_lease(tmp_path, fake_models, monkeypatch):
+    """The plan and the check under the lease decide whether a (song, model) needs computing: nothing else."""
+    files = [song.file for song in _songs(tmp_path, n=3)]
     looks: list[str] = []
-    real = pipeline._todo
-    monkeypatch.setattr(pipeline, "_todo", lambda store, file, *rest: looks.append(file.song_id) or real(store, file, *rest))
-    summary = pipeline.run(FeatureStore(str(tmp_path / "s.zarr"), mode="a"), files, _loaded("fake"))
+    real = plan_module.decide
+    monkeypatch.setattr(plan_module, "decide", lambda store, file, *rest: looks.append(file.song_id) or real(store, file, *rest))
+    summary = fsrun.run(FeatureStore(str(tmp_path / "s.zarr"), mode="a"), files, loaded_models("fake"))
     assert summary.totals["fake"].done == 3
     assert sorted(looks) == sorted(f.song_id for f in files for _ in range(2))

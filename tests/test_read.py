@@ -7,7 +7,7 @@ import pytest
 import xarray as xr
 
 import featurestore as fs
-from featurestore import pipeline
+import featurestore.run as fsrun
 from featurestore.discover import discover
 from featurestore.extractors import registry
 from featurestore.store import FeatureStore
@@ -23,7 +23,7 @@ def store_path(tmp_path, fake_models):
     for e in exts:
         e.load("cpu")
     path = str(tmp_path / "s.zarr")
-    pipeline.run(FeatureStore(path, mode="a"), discover(audio).files, exts)
+    fsrun.run(FeatureStore(path, mode="a"), discover(audio).files, exts)
     return path
 
 

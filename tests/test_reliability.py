@@ -144,11 +144,11 @@ def test_stale_lease_of_a_dead_process_is_taken_over(tmp_path):
 
     lease.write_text(json.dumps({"zarr_format": 3, "node_type": "group", "attributes": {
         "run": "old", "host": socket.gethostname(), "pid": dead.pid, "time": time.time()}}))
-    assert s.acquire("a") is None  # taken over
-    other = FeatureStore(str(store), mode="a")
-    assert other.acquire("a")["run"] == s.run_id  # and now held by us, alive
-    s.release("a")
-    assert other.acquire("a") is None
+    assert s.leases.acquire("a", "us") is None  # taken over
+    other = FeatureStore(str(store), mode="r+")
+    assert other.leases.acquire("a", "them")["run"] == "us"  # and now held by us, alive
+    s.leases.release("a", "us")
+    assert other.leases.acquire("a", "them") is None
 
 
 def test_reader_during_a_write_sees_only_complete_arrays(tmp_path):
@@ -310,7 +310,7 @@ def test_ids_from_names_never_escape(tmp_path, name):
 
     s = FeatureStore(str(tmp_path / "s.zarr"), mode="a")
     with pytest.raises(InvalidSongId):
-        s.write("madmom", name, np.ones(3, np.float32), ("time",), {})
+        s.write("madmom", name, np.ones(3, np.float32), {"dims": ["time"]})
     assert not any(p.name == "escape" for p in tmp_path.rglob("*"))
 
 

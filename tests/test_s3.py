@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from featurestore import pipeline
+import featurestore.run as fsrun
 from featurestore.discover import discover
 from featurestore.export import export_npy
 from featurestore.extractors import registry
-from featurestore.leases import Leases
+from featurestore.store.leases import Leases
 from featurestore.read import open_store
 from featurestore.store import FeatureStore
 
@@ -49,13 +49,13 @@ def test_extract_read_and_export_on_s3(tmp_path, s3, fake_models):
     for i in range(3):
         write_wav(audio / f"s{i}.wav", 0.3, freq=300 + 50 * i)
     local = FeatureStore(str(tmp_path / "ref.zarr"), mode="a")
-    pipeline.run(local, discover(audio).files, [registry.create("fake")])
+    fsrun.run(local, discover(audio).files, [registry.create("fake")])
     url = "s3://fstore-test/features.zarr"
     store = FeatureStore(url, mode="a", storage_options=s3)
-    summary = pipeline.run(store, discover(audio).files, [registry.create("fake")])
+    summary = fsrun.run(store, discover(audio).files, [registry.create("fake")])
     assert summary.ok and summary.totals["fake"].done == 3
     assert Leases(url, s3).held() == []
-    again = pipeline.run(FeatureStore(url, mode="a", storage_options=s3), discover(audio).files,
+    again = fsrun.run(FeatureStore(url, mode="a", storage_options=s3), discover(audio).files,
                          [registry.create("fake")])
     assert again.totals["fake"].cached == 3  # resumed: nothing computed twice
     reader = open_store(url, storage_options=s3)
@@ -144,14 +144,14 @@ def test_two_runs_on_s3_compute_each_song_once(tmp_path, s3, counted_reference):
 
 
 def test_export_hdf5_from_s3(tmp_path, s3, fake_models):
-    from featurestore.hdf5 import export_hdf5
+    from featurestore.export import export_hdf5
 
     audio = tmp_path / "audio"
     for i in range(2):
         write_wav(audio / "sub" / f"s{i}.wav", 0.3, freq=300 + 50 * i)
     url = "s3://fstore-test/h5.zarr"
     store = FeatureStore(url, mode="a", storage_options=s3)
-    assert pipeline.run(store, discover(audio).files, [registry.create("fake")]).ok
+    assert fsrun.run(store, discover(audio).files, [registry.create("fake")]).ok
     store.record_failure("fake", "sub/bad", "boom", "DecodeError", None)
     export_hdf5(FeatureStore(url, storage_options=s3), tmp_path / "out.h5")
     h5 = open_store(str(tmp_path / "out.h5"))

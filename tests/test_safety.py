@@ -109,4 +109,4 @@ def test_an_empty_zarr_group_is_no_foreign_data(tmp_path):
     with pytest.raises(StoreError, match="no fstore store here"):
         FeatureStore(str(tmp_path / "s.zarr"), mode="r")
     store = FeatureStore(str(tmp_path / "s.zarr"), mode="a")
-    assert json.loads((tmp_path / "s.zarr" / "zarr.json").read_text())["attributes"]["schema_version"] == store.root.attrs["schema_version"]
+    assert json.loads((tmp_path / "s.zarr" / "zarr.json").read_text())["attributes"]["schema_version"] == store.root_attrs()["schema_version"]

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import fsspec
 import numpy as np
 import pytest
+import zarr
+from fsspec.implementations.memory import MemoryFileSystem
 
 from featurestore.errors import InvalidSongId, StoreError
-from featurestore.store import FeatureStore, time_chunk, validate_song_id
+from featurestore.store import FeatureStore, validate_song_id
+from featurestore.store.layout import time_chunk
 from featurestore.validate import schema_errors, validate_store
 
 
@@ -24,23 +28,24 @@ def test_invalid_ids(song_id):
         validate_song_id(song_id)
 
 
-def _attrs(**extra):
+def _attrs(dims=("time",), **extra):
     return {
         "model": "m", "sample_rate": 100, "hop_samples": 1, "t0_samples": 0, "hop_s": 0.01, "t0_s": 0.0,
         "frame_rate_hz": 100.0, "duration_s": 0.05, "n_samples": 5, "fingerprint": "0" * 64,
-        "source": {"path": "s.wav", "size": 1, "mtime": 0.0, "sha256": "f" * 64}, **extra,
+        "source": {"path": "s.wav", "size": 1, "mtime": 0.0, "sha256": "f" * 64}, "dims": list(dims),
+        "written": "2026-01-01T00:00:00+00:00", **extra,
     }
 
 
 def test_write_sets_complete_last_and_dimension_names(tmp_path):
     store = FeatureStore(str(tmp_path / "s.zarr"), mode="a")
-    store.write("m", "rock/song", np.arange(10, dtype=np.float32).reshape(5, 2), ("time", "feature"), _attrs())
+    store.write("m", "rock/song", np.arange(10, dtype=np.float32).reshape(5, 2), _attrs(("time", "feature")))
     arr = store.array("m", "rock/song")
     assert arr is not None and arr.attrs["complete"] is True
-    assert tuple(arr.metadata.dimension_names) == ("time", "feature")
+    assert arr.dimension_names == ("time", "feature")
     assert store.songs("m") == ["rock/song"]
-    assert schema_errors("array", arr.attrs.asdict()) == []
-    assert schema_errors("root", store.root.attrs.asdict()) == []
+    assert schema_errors("array", arr.attrs) == []
+    assert schema_errors("root", store.root_attrs()) == []
 
 
 def test_schema_2_attributes_are_checked():
@@ -58,13 +63,14 @@ def test_schema_2_attributes_are_checked():
 def test_incomplete_array_is_invisible_and_fixable(tmp_path):
     store = FeatureStore(str(tmp_path / "s.zarr"), mode="a")
     store.ensure_model("m", {"fingerprint": "0" * 64})
-    store.write("m", "done", np.ones(5, np.float32), ("time",), _attrs())
-    half = store.root.create_array("m/half", shape=(5,), dtype="float32", dimension_names=("time",))
-    half[...] = 1.0  # data written, never marked complete: an interrupted write
+    store.write("m", "done", np.ones(5, np.float32), _attrs())
+    # data written, never marked complete: an interrupted write
+    half = zarr.open_group(store.url)["m"].create_array("half", shape=(5,), dtype="float32", dimension_names=("time",))
+    half[...] = 1.0
     assert store.songs("m") == ["done"]
     assert store.songs("m", complete_only=False) == ["done", "half"]
     assert store.array("m", "half") is None
-    report = validate_store(FeatureStore(store.url, mode="a"), fix=True)
+    report = validate_store(FeatureStore(store.url, mode="r+"), fix=True)
     assert [p.kind for p in report.problems if p.where.startswith("m/")] == ["incomplete"]
     assert report.fixed == ["m/half"]
     assert FeatureStore(store.url).songs("m", complete_only=False) == ["done"]
@@ -106,11 +112,11 @@ def test_reading_a_missing_or_foreign_store_is_a_clear_error(tmp_path):
 
 def test_song_id_cannot_collide_with_a_folder(tmp_path):
     store = FeatureStore(str(tmp_path / "s.zarr"), mode="a")
-    store.write("m", "a/b", np.ones(5, np.float32), ("time",), _attrs())
+    store.write("m", "a/b", np.ones(5, np.float32), _attrs())
     with pytest.raises(InvalidSongId, match="folder"):
-        store.write("m", "a", np.ones(5, np.float32), ("time",), _attrs())
+        store.write("m", "a", np.ones(5, np.float32), _attrs())
     with pytest.raises(InvalidSongId, match="song"):
-        store.write("m", "a/b/c", np.ones(5, np.float32), ("time",), _attrs())
+        store.write("m", "a/b/c", np.ones(5, np.float32), _attrs())
     assert store.songs("m") == ["a/b"]
 
 
@@ -122,21 +128,31 @@ def test_time_chunks_bound_memory_per_chunk():
 
 def test_store_over_fsspec_memory_url():
     store = FeatureStore("memory://fstore-test.zarr", mode="a")
-    store.write("m", "s", np.ones(5, np.float32), ("time",), _attrs())
+    store.write("m", "s", np.ones(5, np.float32), _attrs())
     assert FeatureStore("memory://fstore-test.zarr").songs("m") == ["s"]
 
 
-def test_an_unreadable_array_is_an_error_not_absent(tmp_path, monkeypatch):
+class DeniedFileSystem(MemoryFileSystem):
+    """fsspec's in-memory store, except that once ``deny`` is set, reading anything under a folder named
+    ``denied`` is refused."""
+
+    protocol = "fstore-denied"
+    deny = False
+
+    def cat_file(self, path, start=None, end=None, **kwargs):
+        if self.deny and "/denied/" in path:
+            raise PermissionError(13, "Permission denied", path)
+        return super().cat_file(path, start, end, **kwargs)
+
+
+def test_an_unreadable_array_is_an_error_not_absent():
     """Permission or network errors must surface: read as "absent", caching would recompute everything."""
-    store = FeatureStore(str(tmp_path / "s.zarr"), mode="a")
-
-    class Denied:
-        def __getitem__(self, key):
-            raise PermissionError(13, "Permission denied", key)
-
-    monkeypatch.setattr(store, "root", Denied())
+    fsspec.register_implementation(DeniedFileSystem.protocol, DeniedFileSystem, clobber=True)
+    store = FeatureStore("fstore-denied://s.zarr", mode="a")
+    store.write("m", "denied/a", np.ones(5, np.float32), _attrs())
+    DeniedFileSystem.deny = True
     with pytest.raises(StoreError, match="Permission denied"):
-        store.array("fake", "a")
+        store.array("m", "denied/a")
 
 
 def test_validate_surfaces_a_failing_weights_read(monkeypatch):

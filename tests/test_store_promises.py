@@ -16,7 +16,7 @@ import xarray as xr
 from typer.testing import CliRunner
 
 import featurestore as fs
-from featurestore import pipeline
+import featurestore.run as fsrun
 from featurestore.cli import app
 from featurestore.discover import discover
 from featurestore.extractors import registry
@@ -53,7 +53,7 @@ def full_store(tmp_path, fake_models):
     write_wav(audio / "sub" / "short.wav", 1.2)
     (audio / "bad.wav").write_text("not audio")
     store = FeatureStore(str(tmp_path / "s.zarr"), mode="a")
-    pipeline.run(store, discover(audio).files, _loaded("fake", "slow"))
+    fsrun.run(store, discover(audio).files, _loaded("fake", "slow"))
     layered = {**store.model_attrs("fake"), "model": "layered", "dims": ["layer", "time", "feature"],
                "coords": {"layer": [4, 12]}, "feature_names": None, **LAYERED.as_attrs()}
     store.ensure_model("layered", layered)
@@ -63,7 +63,7 @@ def full_store(tmp_path, fake_models):
                  "source": {"path": f"{song}.wav", "size": 1, "mtime": 0.0, "sha256": "0" * 64},
                  "fingerprint": layered["fingerprint"], "coords": {"layer": [4, 12]}, "dtype": "float32"}
         store.write("layered", song, rng.standard_normal((2, frames, 8)).astype(np.float32),
-                    ("layer", "time", "feature"), attrs)
+                    {**attrs, "dims": ["layer", "time", "feature"]})
     return store
 
 
@@ -85,7 +85,7 @@ def test_hdf5_round_trip_keeps_every_value_and_attribute(tmp_path, full_store):
             assert a.dims == b.dims and a.attrs == b.attrs
             np.testing.assert_array_equal(a.values, b.values)
             np.testing.assert_array_equal(a["time"].values, b["time"].values)
-            assert full_store.song_attrs(model, song) == h._store.song_attrs(model, song)
+            assert full_store.song_attrs(model, song) == h.backend.song_attrs(model, song)
     assert h.failures() == z.failures() and len(h.failures()) == 2
     assert h.info()["models"]["fake"]["songs"] == 2
     ds = h.load_song("long", align="fake")
@@ -144,7 +144,7 @@ def test_a_short_slice_of_a_long_array_reads_few_chunks(tmp_path, fake_models, m
     data = np.zeros((frames, 768), np.float32)
     data[:, 0] = np.arange(frames)
     attrs = {"model": "m", **LAYERED.as_attrs(), "duration_s": 1200.0, "n_samples": frames * 320}
-    store.write("m", "long", data, ("time", "feature"), attrs)
+    store.write("m", "long", data, {**attrs, "dims": ["time", "feature"]})
     n_chunks = len(list((tmp_path / "s.zarr" / "m" / "long" / "c").iterdir()))
     reads = []
     real_get = LocalStore.get
@@ -249,7 +249,7 @@ def test_a_store_of_the_previous_schema_is_read_and_upgraded(tmp_path, fake_mode
     reader = fs.open_store(str(old))
     assert reader.songs("fake") == ["a", "b"] and reader.load("a", "fake").shape == (100, 2)
     assert json.loads((old / "zarr.json").read_text())["attributes"]["schema_version"] == 1  # reading changes nothing
-    summary = pipeline.run(FeatureStore(str(old), mode="a"), discover(_old_audio(tmp_path / "audio")).files,
+    summary = fsrun.run(FeatureStore(str(old), mode="a"), discover(_old_audio(tmp_path / "audio")).files,
                            _loaded("fake", "slow"))
     assert summary.totals["fake"].cached == 2 and summary.totals["fake"].done == 0
     attrs = json.loads((old / "zarr.json").read_text())["attributes"]

@@ -9,15 +9,15 @@ from concurrent.futures import Future
 
 import pytest
 
-from featurestore import pipeline
+import featurestore.run as fsrun
 from featurestore.discover import discover
 from featurestore.errors import StoreError
 from featurestore.store import FeatureStore
-from featurestore.writer import Writer, when_done, writer_threads
+from featurestore.run.writer import Writer, when_done, writer_threads
 
 from .conftest import write_wav
+from .helpers import loaded_models
 from .test_execution import Events
-from .test_pipeline import _loaded
 
 
 def test_a_submit_waits_while_the_budget_is_full():
@@ -100,38 +100,37 @@ def _songs_store_model(tmp_path, n):
     """``n`` short songs, an empty store and the loaded test model."""
     for i in range(n):
         write_wav(tmp_path / "audio" / f"s{i}.wav", 0.3, freq=200.0 + 50 * i)
-    (ext,) = _loaded("fake")
+    (ext,) = loaded_models("fake")
     return discover(tmp_path / "audio").files, FeatureStore(str(tmp_path / "s.zarr"), mode="a"), ext
 
 
 def test_arrays_are_written_behind_the_next_songs_compute_under_their_lease(tmp_path, fake_models, monkeypatch):
+    """Song k's write waits until song k+1's compute has started: it can only get there if writes run behind
+    compute (written in line, the run would stall and the wait time out). Each write runs under its lease."""
     files, store, ext = _songs_store_model(tmp_path, 3)
-    events: list[tuple[str, str, float, str]] = []
     real_write, real_extract = FeatureStore.write, ext.extract
-    computing: list[int] = []
+    started = [threading.Event() for _ in files]
+    writes: list[tuple[str, str | None, str]] = []  # (song, lease owner's run, writer thread)
 
-    def slow_write(self, model, song_id, *args, **kwargs):
+    def write_once_the_next_song_computes(self, model, song_id, *args, **kwargs):
         owner = store.leases.owner(song_id)
-        events.append(("write", song_id, time.monotonic(), threading.current_thread().name))
-        assert owner is not None and owner["run"] == store.run_id, "a write outlived its song's lease"
-        time.sleep(0.4)
+        writes.append((song_id, owner and owner["run"], threading.current_thread().name))
+        index = int(song_id[1:])
+        if index + 1 < len(files):
+            assert started[index + 1].wait(timeout=60), f"{song_id}'s write came before the next song's compute"
         real_write(self, model, song_id, *args, **kwargs)
-        events.append(("written", song_id, time.monotonic(), ""))
 
     def traced_extract(wave):
-        computing.append(1)
-        events.append(("extract", f"s{len(computing) - 1}", time.monotonic(), threading.current_thread().name))
+        started[sum(e.is_set() for e in started)].set()
         return real_extract(wave)
 
-    monkeypatch.setattr(FeatureStore, "write", slow_write)
+    monkeypatch.setattr(FeatureStore, "write", write_once_the_next_song_computes)
     ext.extract = traced_extract
-    summary = pipeline.run(store, files, [ext])
-    assert summary.totals["fake"].done == 3
-    at = {(kind, song): t for kind, song, t, _ in events}
-    writers = {name for kind, _, _, name in events if kind == "write"}
-    assert all(name.startswith("fstore-writer") for name in writers)
-    assert at[("extract", "s1")] < at[("written", "s0")], "the next song waited for the last one's write"
-    assert at[("extract", "s2")] < at[("written", "s1")]
+    summary = fsrun.run(store, files, [ext])
+    assert summary.totals["fake"].done == 3 and summary.ok, summary.failures
+    assert sorted(song for song, _, _ in writes) == ["s0", "s1", "s2"]
+    assert all(run == summary.run_id for _, run, _ in writes), "a write outlived its song's lease"
+    assert all(thread.startswith("fstore-writer") for _, _, thread in writes)
     assert store.leases.held() == []
     assert store.songs("fake") == ["s0", "s1", "s2"]
 
@@ -155,7 +154,7 @@ def test_an_interrupt_stores_and_reports_what_was_computed(tmp_path, fake_models
     ext.extract = interrupted
     events = Events()
     with pytest.raises(KeyboardInterrupt):
-        pipeline.run(store, files, [ext], reporter=events)
+        fsrun.run(store, files, [ext], reporter=events)
     assert store.songs("fake") == ["s0"]
     assert events.ended.interrupted and events.ended.totals["fake"].done == 1
     assert store.leases.held() == []
@@ -178,7 +177,7 @@ def test_a_store_that_fails_in_the_writer_stops_the_run(tmp_path, fake_models, m
     monkeypatch.setattr(FeatureStore, "write", failing_write)
     ext.extract = counted
     with pytest.raises(StoreError, match="No space left"):
-        pipeline.run(store, files, [ext])
+        fsrun.run(store, files, [ext])
     assert len(computed) < 6, "the run went on computing songs it could not store"
     assert "s0" in store.songs("fake") and "s1" not in store.songs("fake", complete_only=False)
     assert store.leases.held() == []

@@ -1,8 +1,21 @@
-"""The extractor contract: what the pipeline, the store and the CLI know of a model.
+"""The extractor contract: what the run, the store and the CLI know of a model.
 
-An extractor turns one mono float32 waveform at its own sample rate into one float32
-array whose ``time`` axis has a closed-form length. Everything model-specific (weights,
-frontends, networks, decoders) lives behind this interface, in one module per model.
+An extractor turns one mono float32 waveform at its own sample rate into one float32 array whose
+``time`` axis has a closed-form length. Everything model-specific (weights, frontends, networks,
+decoders) lives behind this interface, in one module per model.
+
+The contract has two halves. The **declaration** is read without loading anything (no torch, no
+weights file opened): ``name``, ``description``, ``licenses``, ``devices``, ``Config`` and the
+``output`` (clock, dims, labels, units, plot kind), plus ``n_frames(n)`` and where the weights come
+from. The **runtime** is ``load(device)``, then ``extract(wave)`` and ``extract_batch(waves)``, which
+check their input and output against the declaration and call the model's ``_load``/``_extract``.
+
+A model implements (a plain model: the first six)::
+
+    name, description, licenses, output, n_frames, _extract       # the declaration and the computation
+    _load                                                         # heavy imports, networks: once
+    weights_info, _resolve_weights                                # where its weights come from
+    devices, Config, _extract_batch                               # when they differ from the defaults
 
 Lifecycle, in one process::
 
@@ -12,9 +25,8 @@ Lifecycle, in one process::
     ext.load("cpu")        # once: heavy imports and model construction
     y = ext.extract(wave)  # many times
 
-Time convention: frame ``i`` is centred at ``(t0_samples + i * hop_samples) / sample_rate``
-seconds of the original file's timeline. ``hop`` and ``t0`` are kept as exact sample
-counts so that the rationals are exact (see :class:`TimeAxis`).
+Time convention (:class:`~featurestore.clock.TimeAxis`): frame ``i`` is centred at
+``(t0_samples + i * hop_samples) / sample_rate`` seconds of the original file's timeline.
 """
 
 from __future__ import annotations
@@ -22,65 +34,71 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from fractions import Fraction
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
+from ..clock import TimeAxis
 from ..errors import AudioTooShort
+from .config import ExtractorConfig, config_fields, option
+
+#: how ``fstore plot`` draws a model's output
+PLOT_KINDS = ("activation", "pitch", "embedding")
+#: the features a "pitch" output must have (``fstore plot`` draws f0 shaded by confidence)
+PITCH_FEATURES = ("frequency", "confidence")
 
 
 @dataclass(frozen=True)
-class TimeAxis:
-    """A model's frame clock: frame ``i`` is at ``(t0_samples + i*hop_samples) / sample_rate`` s."""
+class Licenses:
+    """Under which terms the code the port follows and the weights it computes with are published (shown by
+    ``fstore models`` and recorded in the store group: non-commercial weights bind the features too)."""
 
-    sample_rate: int
-    hop_samples: int
-    t0_samples: int = 0
+    code: str
+    weights: str
 
-    @property
-    def hop(self) -> Fraction:
-        return Fraction(self.hop_samples, self.sample_rate)
 
-    @property
-    def t0(self) -> Fraction:
-        return Fraction(self.t0_samples, self.sample_rate)
+@dataclass(frozen=True)
+class Output:
+    """What a model's output is: its frame clock and dims, the labels along them, its units and plot kind.
 
-    @property
-    def hop_s(self) -> float:
-        return float(self.hop)
+    ``dims`` holds ``"time"`` once; every other dim has ``labels`` (``{"feature": ("frequency",
+    "confidence")}``, ``{"layer": (6, 7, 8)}``) or a ``size`` (``{"feature": 512}``). ``units`` is one
+    string or one per feature label. ``kind`` is how ``fstore plot`` draws it: ``activation`` (a curve
+    with its peaks), ``pitch`` (f0 shaded by confidence: needs features ``frequency`` and
+    ``confidence``) or ``embedding`` (a heatmap). ``min_samples``: the shortest input accepted.
+    """
 
-    @property
-    def t0_s(self) -> float:
-        return float(self.t0)
+    clock: TimeAxis
+    dims: tuple[str, ...] = ("time",)
+    labels: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    sizes: Mapping[str, int] = field(default_factory=dict)
+    units: str | Mapping[str, str] = "1"
+    kind: str = "embedding"
+    min_samples: int = 1
 
-    @property
-    def frame_rate_hz(self) -> float:
-        return float(1 / self.hop)
+    def __post_init__(self) -> None:
+        if self.dims.count("time") != 1 or len(set(self.dims)) != len(self.dims):
+            raise ValueError(f"output dims {self.dims}: need 'time' once and no repeated dim")
+        for dim in self.dims:
+            if dim != "time" and dim not in self.labels and dim not in self.sizes:
+                raise ValueError(f"output dim {dim!r} needs labels or a size")
+        if self.kind not in PLOT_KINDS:
+            raise ValueError(f"output kind {self.kind!r}: use one of {', '.join(PLOT_KINDS)}")
+        features = tuple(self.labels.get("feature", ()))
+        if self.kind == "pitch" and not set(PITCH_FEATURES) <= set(features):
+            raise ValueError(f"a pitch output needs features {PITCH_FEATURES}, has {features}")
+        if not isinstance(self.units, str) and set(self.units) != set(features):
+            raise ValueError(f"units {dict(self.units)} must name each feature {features}")
+        if self.min_samples < 1:
+            raise ValueError("min_samples must be at least 1")
 
-    def times(self, n_frames: int) -> np.ndarray:
-        """Frame centres in seconds, shape (n_frames,), float64."""
-        return (self.t0_samples + np.arange(n_frames, dtype=np.float64) * self.hop_samples) / self.sample_rate
-
-    @classmethod
-    def from_attrs(cls, attrs: Mapping[str, Any]) -> "TimeAxis":
-        """The clock recorded in a store's attributes (:meth:`as_attrs`'s exact integer fields)."""
-        return cls(int(attrs["sample_rate"]), int(attrs["hop_samples"]), int(attrs.get("t0_samples", 0)))
-
-    def as_attrs(self) -> dict[str, Any]:
-        """The clock as store attributes: the exact sample counts plus their values in seconds and Hz."""
-        return {
-            "sample_rate": self.sample_rate,
-            "hop_samples": self.hop_samples,
-            "t0_samples": self.t0_samples,
-            "hop_s": self.hop_s,
-            "t0_s": self.t0_s,
-            "frame_rate_hz": self.frame_rate_hz,
-        }
+    def size(self, dim: str) -> int:
+        """Length of the non-time dim ``dim``."""
+        return len(self.labels[dim]) if dim in self.labels else int(self.sizes[dim])
 
 
 @dataclass(frozen=True)
@@ -102,91 +120,17 @@ class WeightsInfo:
     how_to_provide: str | None = None  # the option / env var / install command when not available
 
 
-def option(default: Any, help: str, *, choices: Sequence[Any] | None = None, env: str | None = None,
-           flag: str | None = None, parse: Callable[[Any], Any] | None = None, fingerprint: bool = True) -> Any:
-    """A Config field with what the CLI and the validation need to know of it.
-
-    ``help``: one line for ``--help``; ``choices``: the allowed values (checked by the Config);
-    ``env``: an environment variable read when the field is left at None; ``flag``: the field's
-    own CLI spelling (``"--crepe-capacity"``, ``"--crepe-viterbi/--no-crepe-viterbi"``; every
-    field is settable with ``--option MODEL.FIELD=VALUE`` anyway); ``parse``: turns any accepted
-    spelling into the one canonical value; ``fingerprint=False`` for what does not change the
-    output (a local path whose file's checksum is fingerprinted instead).
-    """
-    metadata = {"help": help, "choices": tuple(choices) if choices is not None else None, "env": env,
-                "flag": flag, "parse": parse, "fingerprint": fingerprint}
-    return field(default=default, metadata=metadata)
-
-
-_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
-
-
-@dataclass(frozen=True)
-class ExtractorConfig:
-    """An extractor's options. Subclasses add fields declared with :func:`option`.
-
-    Values are parsed and validated here, once: environment variables fill fields left at None,
-    ``parse`` makes each value canonical, ``choices`` are enforced, then :meth:`validate` checks
-    what spans several fields. Every field goes in the fingerprint unless declared with
-    ``fingerprint=False``.
-    """
-
-    def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            value, meta = getattr(self, f.name), f.metadata
-            if value is None and meta.get("env"):
-                value = os.environ.get(meta["env"]) or None
-            if value is not None and meta.get("parse") is not None:
-                value = meta["parse"](value)
-            choices = meta.get("choices")
-            if choices is not None and value not in choices:
-                raise ValueError(f"{f.name} {value!r}: use one of {', '.join(map(str, choices))}")
-            object.__setattr__(self, f.name, value)
-        self.validate()
-
-    def validate(self) -> None:
-        """Checks across fields; raise ValueError. Subclasses override."""
-
-    @classmethod
-    def from_text(cls, name: str, text: str) -> Any:
-        """The value of field ``name`` written as text (``--option model.name=text``), typed by its default."""
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        if name not in fields:
-            raise ValueError(f"no option {name!r}; options: {', '.join(fields)}")
-        default = fields[name].default
-        if isinstance(default, bool):
-            if text.strip().lower() not in _TRUE + _FALSE:
-                raise ValueError(f"{name} {text!r}: use true or false")
-            return text.strip().lower() in _TRUE
-        if isinstance(default, (int, float)):
-            try:
-                return type(default)(text)
-            except ValueError:
-                raise ValueError(f"{name} {text!r}: not a {type(default).__name__}") from None
-        return text
-
-    def fingerprinted(self) -> dict[str, Any]:
-        return {
-            f.name: getattr(self, f.name)
-            for f in dataclasses.fields(self)
-            if f.metadata.get("fingerprint", True)
-        }
-
-
 class Extractor(ABC):
-    """Base class of every model. Subclasses set the class attributes and implement the methods."""
+    """Base class of every model (see the module's docstring for what a model implements)."""
 
+    # -- declaration -------------------------------------------------------------------------------
     #: registry name, also the store group and the export folder
     name: ClassVar[str]
     #: one line for ``fstore models``
     description: ClassVar[str]
-    #: licence of the code the port follows, and of the weights it computes with (shown by
-    #: ``fstore models`` and recorded in the store group: non-commercial weights bind the features too)
-    code_license: ClassVar[str] = "unknown"
-    weights_license: ClassVar[str] = "unknown"
-    #: how ``fstore plot`` draws the features: "activation" (a curve with its peaks), "pitch" (an f0
-    #: track shaded by confidence, needs features "frequency" and "confidence") or "embedding" (a heatmap)
-    plot_kind: ClassVar[str] = "embedding"
+    licenses: ClassVar[Licenses]
+    #: the kinds of device it may run on; a run on a GPU runs the others' CPU-only models beside it
+    devices: ClassVar[tuple[str, ...]] = ("cpu",)
     #: the dataclass of options; ``Config()`` must be the default users get
     Config: ClassVar[type[ExtractorConfig]] = ExtractorConfig
     #: bump when the numerics of the port change (goes in the fingerprint)
@@ -201,116 +145,120 @@ class Extractor(ABC):
         self._weights: tuple[WeightFile, ...] | None = None
         self._loaded_device: str | None = None
 
-    # -- description ---------------------------------------------------------------------------
     @property
     @abstractmethod
-    def time_axis(self) -> TimeAxis:
-        """The frame clock of the output's ``time`` dimension."""
+    def output(self) -> Output:
+        """What :meth:`extract` returns (a class attribute, or a property when it depends on the options)."""
 
-    @property
     @abstractmethod
-    def dims(self) -> tuple[str, ...]:
-        """Dimension names of :meth:`extract`'s output; one of them is ``"time"``."""
+    def n_frames(self, n_samples: int) -> int:
+        """Closed-form frame count for ``n_samples`` input samples at the model's rate."""
 
-    @property
-    def feature_names(self) -> tuple[str, ...] | None:
-        """Names along the ``feature`` dim when they mean something (e.g. CREPE's f0, confidence)."""
-        return None
+    @classmethod
+    def weights_info(cls, config: ExtractorConfig | None = None) -> WeightsInfo:
+        """Where the weights come from and whether they are here, without downloading or importing torch."""
+        return WeightsInfo("none: computed without weights", True)
 
-    @property
-    def coords(self) -> dict[str, list]:
-        """Extra coordinates for non-time dims (e.g. MERT's layer indices)."""
-        return {}
-
-    @property
-    def units(self) -> str | dict[str, str]:
-        """Unit of the values, or one per feature name."""
-        return "1"
+    def _resolve_weights(self) -> tuple[WeightFile, ...]:
+        """Find (or download) and verify the weights; raise :class:`WeightsUnavailable` quickly if impossible."""
+        return ()
 
     @property
     def variant(self) -> str:
         """Short human description of the configuration, e.g. ``"full, viterbi"``."""
         return ",".join(f"{k}={v}" for k, v in self.resolved_config().items()) or "default"
 
+    def resolved_config(self) -> dict[str, Any]:
+        """The fingerprinted options with what depends on the weights resolved (e.g. MERT's "last" layer
+        as its index), so that two spellings of one configuration are one configuration."""
+        return self.config.fingerprinted()
+
+    # -- what callers read of the declaration --------------------------------------------------------
+    @property
+    def time_axis(self) -> TimeAxis:
+        """The frame clock of the output's ``time`` dimension."""
+        return self.output.clock
+
+    @property
+    def dims(self) -> tuple[str, ...]:
+        return self.output.dims
+
+    @property
+    def feature_names(self) -> tuple[str, ...] | None:
+        """Labels along the ``feature`` dim when they mean something (e.g. CREPE's frequency, confidence)."""
+        labels = self.output.labels.get("feature")
+        return tuple(labels) if labels is not None else None
+
+    @property
+    def coords(self) -> dict[str, list]:
+        """Labels of the other non-time dims (e.g. MERT's layer indices)."""
+        return {dim: list(v) for dim, v in self.output.labels.items() if dim != "feature"}
+
     @property
     def min_samples(self) -> int:
-        """Shortest input (at :attr:`time_axis` rate) :meth:`extract` accepts; shorter raises AudioTooShort."""
-        return 1
+        return self.output.min_samples
 
-    @abstractmethod
-    def n_frames(self, n_samples: int) -> int:
-        """Closed-form frame count for ``n_samples`` input samples at the model's rate."""
+    def dim_size(self, dim: str) -> int:
+        """Length of the non-time dim ``dim``."""
+        return self.output.size(dim)
 
     def output_shape(self, n_samples: int) -> tuple[int, ...]:
         """Shape :meth:`extract` returns for ``n_samples`` input samples."""
         return tuple(self.n_frames(n_samples) if d == "time" else self.dim_size(d) for d in self.dims)
 
-    def dim_size(self, dim: str) -> int:
-        """Length of the non-time dim ``dim`` (from the feature names or coords unless overridden)."""
-        if dim == "feature" and self.feature_names is not None:
-            return len(self.feature_names)
-        if dim in self.coords:
-            return len(self.coords[dim])
-        raise NotImplementedError(f"{type(self).__name__} must give the size of dim {dim!r}")
-
-    # -- weights and identity ------------------------------------------------------------------
-    @classmethod
-    @abstractmethod
-    def weights_info(cls, config: ExtractorConfig | None = None) -> WeightsInfo:
-        """Where the weights come from and whether they are here, without downloading or importing torch."""
-
-    @abstractmethod
-    def _resolve_weights(self) -> tuple[WeightFile, ...]:
-        """Find (or download) and verify the weights; raise :class:`WeightsUnavailable` quickly if impossible."""
-
+    # -- weights and identity ------------------------------------------------------------------------
     def weights(self) -> tuple[WeightFile, ...]:
         """The verified weight files, resolved once per instance."""
         if self._weights is None:
             self._weights = self._resolve_weights()
         return self._weights
 
-    def resolved_config(self) -> dict[str, Any]:
-        """The fingerprinted options with what depends on the weights resolved (e.g. MERT's "last" layer
-        as its index), so that two spellings of one configuration are one configuration."""
-        return self.config.fingerprinted()
-
     @property
     def fingerprint(self) -> str:
         """sha256 of everything that changes the output: weights checksums, options, implementation."""
+        return self._identity[0]
+
+    def describe(self) -> dict[str, Any]:
+        """The model's description as its store group records it (JSON-serialisable)."""
+        return dict(self._identity[1])
+
+    @cached_property
+    def _identity(self) -> tuple[str, dict[str, Any]]:
+        """(fingerprint, description), computed once: the config is frozen and the weights resolved once."""
+        out = self.output
         payload = {
             "model": self.name,
             "implementation": self.implementation_version,
             "config": self.resolved_config(),
             "weights": [w.sha256 for w in self.weights()],
-            "time": self.time_axis.as_attrs(),
-            "dims": list(self.dims),
+            "time": out.clock.as_attrs(),
+            "dims": list(out.dims),
         }
-        blob = json.dumps(payload, sort_keys=True, default=str).encode()
-        return hashlib.sha256(blob).hexdigest()
-
-    def group_attrs(self) -> dict[str, Any]:
-        """Attributes of the model's store group (JSON-serialisable)."""
-        return {
+        fingerprint = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+        description = {
             "model": self.name,
             "description": self.description,
             "variant": self.variant,
             "config": json.loads(json.dumps(self.resolved_config(), default=str)),
-            **self.time_axis.as_attrs(),
-            "dims": list(self.dims),
+            **out.clock.as_attrs(),
+            "dims": list(out.dims),
             "feature_names": list(self.feature_names) if self.feature_names is not None else None,
             "coords": self.coords,
-            "units": self.units,
+            "units": dict(out.units) if not isinstance(out.units, str) else out.units,
             "weights": [{"sha256": w.sha256, "source": w.source} for w in self.weights()],
-            "weights_license": self.weights_license,
-            "plot_kind": self.plot_kind,
-            "fingerprint": self.fingerprint,
+            "weights_license": self.licenses.weights,
+            "plot_kind": out.kind,
+            "fingerprint": fingerprint,
         }
+        return fingerprint, description
 
-    # -- compute -------------------------------------------------------------------------------
+    # -- runtime -------------------------------------------------------------------------------------
     def load(self, device: str = "cpu") -> None:
         """Build the model on ``device`` once; later calls with the same device are no-ops."""
         if self._loaded_device == device:
             return
+        if device.split(":")[0] not in self.devices:
+            raise ValueError(f"{self.name} runs on {', '.join(self.devices)}, not {device}")
         self.weights()
         self._load(device)
         self._loaded_device = device
@@ -319,9 +267,8 @@ class Extractor(ABC):
     def is_loaded(self) -> bool:
         return self._loaded_device is not None
 
-    @abstractmethod
     def _load(self, device: str) -> None:
-        """Heavy imports and model construction go here, never at module import."""
+        """Heavy imports and model construction go here, never at module import (nothing by default)."""
 
     def extract(self, wave: np.ndarray) -> np.ndarray:
         """Features of one song.
@@ -391,11 +338,14 @@ class Extractor(ABC):
 
 
 class TorchExtractor(Extractor):
-    """A model computed with torch: its Config has a ``precision`` field ("fp32", "bf16", "fp16").
+    """A model computed with torch, on a CPU or a CUDA GPU: its Config has a ``precision`` field
+    ("fp32", "bf16", "fp16").
 
     Owns what every torch model shares: the precision check, the torch dtype it means, and
     making fp32 exact on CUDA (no TF32) before the model is built.
     """
+
+    devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
 
     def __init__(self, config: ExtractorConfig | None = None, **options: Any) -> None:
         from ..devices import MODEL_PRECISIONS
@@ -424,16 +374,13 @@ class TorchExtractor(Extractor):
         super().load(device)
 
 
-def config_fields(config_type: type[ExtractorConfig]) -> set[str]:
-    """The option names of a Config class."""
-    return {f.name for f in dataclasses.fields(config_type)}
-
-
 __all__ = [
     "Extractor",
-    "TorchExtractor",
     "ExtractorConfig",
+    "Licenses",
+    "Output",
     "TimeAxis",
+    "TorchExtractor",
     "WeightFile",
     "WeightsInfo",
     "config_fields",

@@ -30,7 +30,7 @@ from ..weights import local_path
 from ._crepe_weights import CREPE_ENV, CREPE_SHA256, crepe_how, crepe_package, crepe_package_path, crepe_weights
 from ._crepe_net import CAPACITIES, FRAME, N_BINS
 from ..devices import MODEL_PRECISIONS
-from .base import ExtractorConfig, TorchExtractor, TimeAxis, WeightFile, WeightsInfo, option
+from .base import ExtractorConfig, Licenses, Output, TorchExtractor, TimeAxis, WeightFile, WeightsInfo, option
 
 SAMPLE_RATE = 16000
 HOP = 160
@@ -91,27 +91,12 @@ def normalized_frames(wave: np.ndarray, start: int, stop: int) -> np.ndarray:
 class Crepe(TorchExtractor):
     name: ClassVar[str] = "crepe"
     description: ClassVar[str] = "CREPE pitch tracker (crepe 0.0.16, Keras weights): f0 in Hz and confidence, 100 Hz"
-    code_license: ClassVar[str] = "MIT (crepe)"
-    weights_license: ClassVar[str] = "MIT (crepe's model files)"
-    plot_kind: ClassVar[str] = "pitch"
+    licenses: ClassVar[Licenses] = Licenses(code="MIT (crepe)", weights="MIT (crepe's model files)")
     Config: ClassVar[type[ExtractorConfig]] = CrepeConfig
     config: CrepeConfig
-
-    @property
-    def time_axis(self) -> TimeAxis:
-        return TimeAxis(sample_rate=SAMPLE_RATE, hop_samples=HOP, t0_samples=0)
-
-    @property
-    def dims(self) -> tuple[str, ...]:
-        return ("time", "feature")
-
-    @property
-    def feature_names(self) -> tuple[str, ...]:
-        return ("frequency", "confidence")
-
-    @property
-    def units(self) -> dict[str, str]:
-        return {"frequency": "Hz", "confidence": "1"}
+    output: ClassVar[Output] = Output(TimeAxis(sample_rate=SAMPLE_RATE, hop_samples=HOP, t0_samples=0),
+                                      dims=("time", "feature"), labels={"feature": ("frequency", "confidence")},
+                                      units={"frequency": "Hz", "confidence": "1"}, kind="pitch")
 
     @property
     def variant(self) -> str:

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import WeightsUnavailable
 from ..weights import sha256_file
-from .base import Extractor, ExtractorConfig, TimeAxis, WeightFile, WeightsInfo
+from .base import Extractor, ExtractorConfig, Licenses, Output, TimeAxis, WeightFile, WeightsInfo
 
 _MODEL_DIR = Path("models") / "beats" / "2015"  # madmom.models.BEATS_BLSTM, what RNNBeatProcessor runs
 _NETWORKS = tuple(f"beats_blstm_{i}.onnx" for i in range(1, 9))
@@ -68,22 +68,11 @@ class MadmomConfig(ExtractorConfig):
 class MadmomBeats(Extractor):
     name: ClassVar[str] = "madmom"
     description: ClassVar[str] = "madmom RNNBeatProcessor: beat activation (8 BLSTMs, averaged), 100 fps"
-    code_license: ClassVar[str] = "BSD-2-Clause (madmom)"
-    weights_license: ClassVar[str] = "CC BY-NC-SA 4.0 (madmom's model files): non-commercial"
-    plot_kind: ClassVar[str] = "activation"
+    licenses: ClassVar[Licenses] = Licenses(code="BSD-2-Clause (madmom)",
+                                            weights="CC BY-NC-SA 4.0 (madmom's model files): non-commercial")
     Config: ClassVar[type[ExtractorConfig]] = MadmomConfig
-
-    @property
-    def time_axis(self) -> TimeAxis:
-        return TimeAxis(sample_rate=44100, hop_samples=441, t0_samples=0)
-
-    @property
-    def dims(self) -> tuple[str, ...]:
-        return ("time",)
-
-    @property
-    def units(self) -> str:
-        return "probability of a beat"
+    output: ClassVar[Output] = Output(TimeAxis(sample_rate=44100, hop_samples=HOP, t0_samples=0),
+                                      units="probability of a beat", kind="activation")
 
     def n_frames(self, n_samples: int) -> int:
         return -(-n_samples // HOP)

@@ -52,7 +52,7 @@ from ._mert_weights import MERT_CONFIG_FILES, MERT_ENV, MERT_REPO, MERT_REVISION
 from ._mert_hf import HOP, RECEPTIVE_FIELD, SAMPLE_RATE, build_model, read_do_normalize, read_snapshot_config
 from ._mert_net import MertNet
 from ..devices import MODEL_PRECISIONS
-from .base import ExtractorConfig, TorchExtractor, TimeAxis, WeightFile, WeightsInfo, option
+from .base import ExtractorConfig, Licenses, Output, TorchExtractor, TimeAxis, WeightFile, WeightsInfo, option
 
 #: hidden size and layer count of MERT-v1-95M, used before a snapshot is at hand
 _DEFAULT_HIDDEN = 768
@@ -167,8 +167,8 @@ def plan_windows(n_samples: int, window_s: float, overlap_s: float) -> list[Wind
 class Mert(TorchExtractor):
     name: ClassVar[str] = "mert"
     description: ClassVar[str] = "MERT-v1-95M (transformers HubertModel): hidden states, 768-d, 75 fps"
-    code_license: ClassVar[str] = "Apache-2.0 (transformers' HubertModel)"
-    weights_license: ClassVar[str] = "CC BY-NC 4.0 (m-a-p/MERT-v1-95M model card): non-commercial"
+    licenses: ClassVar[Licenses] = Licenses(code="Apache-2.0 (transformers' HubertModel)",
+                                            weights="CC BY-NC 4.0 (m-a-p/MERT-v1-95M model card): non-commercial")
     Config: ClassVar[type[ExtractorConfig]] = MertConfig
     config: MertConfig
     #: 2: song-wide first-GroupNorm statistics, equal-length windows, bf16 weights
@@ -197,25 +197,12 @@ class Mert(TorchExtractor):
         return {**super().resolved_config(), "layers": list(self.layer_indices)}
 
     @property
-    def time_axis(self) -> TimeAxis:
-        return TimeAxis(sample_rate=SAMPLE_RATE, hop_samples=HOP, t0_samples=RECEPTIVE_FIELD // 2)
-
-    @property
-    def dims(self) -> tuple[str, ...]:
-        return ("time", "feature") if len(self.layer_indices) == 1 else ("layer", "time", "feature")
-
-    @property
-    def coords(self) -> dict[str, list]:
-        return {} if len(self.layer_indices) == 1 else {"layer": list(self.layer_indices)}
-
-    def dim_size(self, dim: str) -> int:
-        if dim == "feature":
-            return self._arch[0]
-        return super().dim_size(dim)
-
-    @property
-    def min_samples(self) -> int:
-        return RECEPTIVE_FIELD
+    def output(self) -> Output:
+        """(T, hidden) for one layer, (L, T, hidden) with a ``layer`` coordinate for several."""
+        clock = TimeAxis(sample_rate=SAMPLE_RATE, hop_samples=HOP, t0_samples=RECEPTIVE_FIELD // 2)
+        layers = {} if len(self.layer_indices) == 1 else {"layer": tuple(self.layer_indices)}
+        return Output(clock, dims=("layer", "time", "feature") if layers else ("time", "feature"), labels=layers,
+                      sizes={"feature": self._arch[0]}, min_samples=RECEPTIVE_FIELD)
 
     def n_frames(self, n_samples: int) -> int:
         return n_frames(n_samples)

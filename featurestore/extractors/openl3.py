@@ -25,7 +25,7 @@ import numpy as np
 from ..weights import local_path
 from ._openl3_weights import OPENL3_ENV, OPENL3_URL, openl3_cache, openl3_weights
 from ..devices import MODEL_PRECISIONS
-from .base import ExtractorConfig, TorchExtractor, TimeAxis, WeightFile, WeightsInfo, option
+from .base import ExtractorConfig, Licenses, Output, TorchExtractor, TimeAxis, WeightFile, WeightsInfo, option
 
 SAMPLE_RATE = 48000
 WINDOW = 48000
@@ -72,23 +72,11 @@ def frame_signal(wave: np.ndarray) -> np.ndarray:
 class OpenL3(TorchExtractor):
     name: ClassVar[str] = "openl3"
     description: ClassVar[str] = "OpenL3 mel256/music (openl3 0.4.2, kapre frontend): 512-d embedding, 10 Hz"
-    code_license: ClassVar[str] = "MIT (openl3)"
-    weights_license: ClassVar[str] = "CC BY 4.0 (openl3's model files)"
+    licenses: ClassVar[Licenses] = Licenses(code="MIT (openl3)", weights="CC BY 4.0 (openl3's model files)")
     Config: ClassVar[type[ExtractorConfig]] = OpenL3Config
     config: OpenL3Config
-
-    @property
-    def time_axis(self) -> TimeAxis:
-        return TimeAxis(sample_rate=SAMPLE_RATE, hop_samples=HOP, t0_samples=0)
-
-    @property
-    def dims(self) -> tuple[str, ...]:
-        return ("time", "feature")
-
-    def dim_size(self, dim: str) -> int:
-        if dim == "feature":
-            return EMBEDDING
-        return super().dim_size(dim)
+    output: ClassVar[Output] = Output(TimeAxis(sample_rate=SAMPLE_RATE, hop_samples=HOP, t0_samples=0),
+                                      dims=("time", "feature"), sizes={"feature": EMBEDDING})
 
     def n_frames(self, n_samples: int) -> int:
         return n_frames(n_samples)

@@ -1,7 +1,7 @@
 """How a run shows itself: progress bars on a terminal, one line per song in a log, a summary.
 
-The pipeline reports through the :class:`~featurestore.pipeline.Reporter` callbacks; these are the
-CLI's implementations. Everything goes to standard error except the ``--json`` summary, which goes
+A run reports through the :class:`~featurestore.run.Reporter` callbacks; these are the CLI's
+implementations. Everything goes to standard error except the ``--json`` summary, which goes
 to standard output so that it can be piped.
 """
 
@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, Sequence
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -113,11 +114,14 @@ def format_duration(seconds: float) -> str:
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
-def summary_dict(summary, unavailable: dict[str, str]) -> dict[str, Any]:
+def summary_dict(summary) -> dict[str, Any]:
     """The run's summary as plain JSON-able data (``fstore extract --json``)."""
     return {
-        "ok": summary.ok and not unavailable,
+        "ok": summary.ok and not summary.unavailable,
+        "exit_code": summary.exit_code,
+        "run_id": summary.run_id,
         "interrupted": summary.interrupted,
+        "stopped": summary.stopped,
         "wall_seconds": round(summary.wall_seconds, 3),
         "decode_seconds": round(summary.decode_seconds, 3),
         "load_seconds": round(summary.load_seconds, 3),
@@ -127,11 +131,11 @@ def summary_dict(summary, unavailable: dict[str, str]) -> dict[str, Any]:
         "failures": [{"song_id": r.song_id, "model": r.model, "path": r.path, "error": r.error}
                      for r in summary.failures],
         "unusable_inputs": [{"path": p, "error": e} for p, e in summary.scan_errors],
-        "unavailable_models": unavailable,
+        "unavailable_models": summary.unavailable,
     }
 
 
-def print_summary(console: Console, summary, unavailable: dict[str, str]) -> None:
+def print_summary(console: Console, summary) -> None:
     """The summary table, every failure with its reason, and what to do after an interruption."""
     table = Table(title="fstore extract", show_lines=False)
     for col in ("model", "done", "cached", "skipped", "failed", "seconds"):
@@ -139,7 +143,7 @@ def print_summary(console: Console, summary, unavailable: dict[str, str]) -> Non
     for model, t in summary.totals.items():
         table.add_row(model, str(t.done), str(t.cached), str(t.skipped), f"[red]{t.failed}[/]" if t.failed else "0",
                       f"{t.seconds:.1f}")
-    for model in unavailable:
+    for model in summary.unavailable:
         table.add_row(model, "-", "-", "-", "-", "[yellow]weights unavailable[/]")
     console.print(table)
     console.print(f"decode + resample {summary.decode_seconds:.1f} s, model loading {summary.load_seconds:.1f} s, "
@@ -153,7 +157,9 @@ def print_summary(console: Console, summary, unavailable: dict[str, str]) -> Non
         console.print(f"[red]{len(summary.failures)} failed[/]:")
         for r in summary.failures:
             console.print(f"  {r.model:<7} {r.path}: {r.error}")
-    for model, message in unavailable.items():
+    for model, message in summary.unavailable.items():
         console.print(f"[yellow]{model} left out[/]: {message}")
+    if summary.stopped:
+        console.print(f"[red]stopped: {escape(summary.stopped)}[/]")
     if summary.interrupted:
         console.print("[yellow]interrupted[/]: finished songs are complete; run the same command again to resume")

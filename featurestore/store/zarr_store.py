@@ -1,4 +1,4 @@
-"""The Zarr v3 layout of an fstore store: one group per model, one array per song.
+"""The Zarr v3 backend: the store runs write into, at a local path, in memory or at any fsspec URL.
 
 ::
 
@@ -13,83 +13,36 @@
 Writing rules (after zarr-python's concurrency doctrine: metadata must not be modified
 concurrently): each (model, song) array has exactly one writer, which writes the data and
 only then sets ``complete``; model groups are created by the coordinator before work is
-handed out. An array without ``complete`` is not a result: readers skip it and
-``--skip-existing`` redoes it. Failures live in their own node per (model, song), so
-recording one never rewrites shared metadata.
+handed out. An array without ``complete`` is not a result: readers skip it and the next run
+redoes it. Failures live in their own node per (model, song), so recording one never rewrites
+shared metadata.
 
 This module opens the store and holds the arrays; failures (:mod:`.failures`) and leases
-(:mod:`.leases`) are units of their own that :class:`FeatureStore` delegates to, and the
-naming rules all three share are in :mod:`.layout`. It knows nothing of models.
+(:mod:`.leases`) are units of their own that :class:`FeatureStore` delegates to. It knows nothing
+of models: attributes come built (:mod:`.attributes`).
 """
 
 from __future__ import annotations
 
-import uuid
 from typing import Any, Mapping
 
 import numpy as np
 
-from .errors import ConfigurationMismatch, InvalidSongId, StoreError
+from ..errors import ConfigurationMismatch, InvalidSongId, StoreError
 from ._listing import node_metadata, prefix_size
+from .attributes import configuration_differences, configuration_key
+from .backend import Capabilities, StoredArray
 from .failures import Failures
-from .layout import FAILURES, now_iso, validate_song_id
-from .leases import LEASES, Leases
-
-#: 2 added: the group's ``dtype`` (float32 or float16 storage) and ``group`` name (``--as``); schema-1
-#: stores are read as they are and upgraded in place (attributes only) the first time a run writes to them
-SCHEMA_VERSION = 2
-READABLE_SCHEMAS = (1, 2)
-#: how arrays may be stored; float16 halves the size (part of the group's configuration)
-STORAGE_DTYPES = ("float32", "float16")
-#: target bytes per chunk along time: one chunk for a typical song; for long ones, measured on a 20-min MERT
-#: array: 4 MiB (18 s of MERT) reads whole songs and 10-s slices as fast as any size from 0.5 to 16 MiB
-CHUNK_BYTES = 4 << 20
-#: chunk compression: Blosc's zstd at level 5 behind a byte shuffle, the smallest of the settings measured on
-#: the four models' outputs (zstd 0/1/3/9 alone, Blosc zstd 3/5 with byte or bit shuffle, lz4) at a write cost
-#: far below any model's compute (README, "Storage size")
-COMPRESSORS = ({"name": "blosc", "configuration": {"cname": "zstd", "clevel": 5, "shuffle": "shuffle"}},)
-
-
-def time_chunk(shape: tuple[int, ...], time_axis: int, itemsize: int = 4) -> tuple[int, ...]:
-    """Chunk shape: whole along every dim but time, about :data:`CHUNK_BYTES` along time."""
-    per_step = itemsize * int(np.prod([s for i, s in enumerate(shape) if i != time_axis], dtype=np.int64))
-    steps = max(1, min(shape[time_axis], CHUNK_BYTES // max(per_step, 1)))
-    return tuple(steps if i == time_axis else max(1, s) for i, s in enumerate(shape))
-
-
-def configuration_key(group_attrs: Mapping[str, Any]) -> tuple[str, str]:
-    """What a group's arrays were computed and stored with: (extractor fingerprint, storage dtype)."""
-    return str(group_attrs.get("fingerprint")), str(group_attrs.get("dtype", "float32"))
-
-
-def configuration_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
-    """(what, old value, new value) for each option, weights file or storage setting that differs."""
-    diffs: list[tuple[str, Any, Any]] = []
-    if old.get("model") != new.get("model"):
-        diffs.append(("model", old.get("model"), new.get("model")))
-    old_cfg, new_cfg = old.get("config") or {}, new.get("config") or {}
-    for key in sorted(set(old_cfg) | set(new_cfg)):
-        if old_cfg.get(key) != new_cfg.get(key):
-            diffs.append((key, old_cfg.get(key, "(unset)"), new_cfg.get(key, "(unset)")))
-    old_w = [(w.get("source"), w.get("sha256")) for w in old.get("weights") or []]
-    new_w = [(w.get("source"), w.get("sha256")) for w in new.get("weights") or []]
-    if [sha for _, sha in old_w] != [sha for _, sha in new_w]:
-        diffs.append(("weights", ", ".join(f"{src} ({sha[:12]})" for src, sha in old_w),
-                      ", ".join(f"{src} ({sha[:12]})" for src, sha in new_w)))
-    if old.get("dtype", "float32") != new.get("dtype", "float32"):
-        diffs.append(("dtype", old.get("dtype", "float32"), new.get("dtype", "float32")))
-    if not diffs and old.get("fingerprint") != new.get("fingerprint"):
-        diffs.append(("implementation", f"fingerprint {str(old.get('fingerprint'))[:12]}",
-                      f"fingerprint {str(new.get('fingerprint'))[:12]} (the installed code computes something else)"))
-    return diffs
-
+from .layout import COMPRESSORS, READABLE_SCHEMAS, RESERVED, SCHEMA_VERSION, STORAGE_DTYPES, now_iso, time_chunk, \
+    validate_song_id
+from .leases import Leases, has_exclusive_create
 
 #: how a store is opened: ``r`` reads an existing store, ``r+`` also writes to it, ``a`` writes to it or
 #: creates it where nothing is (only ``fstore extract`` creates stores)
 MODES = ("r", "r+", "a")
 
 
-def location(url: str, storage_options: Mapping[str, Any] | None) -> str:
+def location(url: str, storage_options: Mapping[str, Any] | None = None) -> str:
     """What lies at ``url``: "absent" (nothing, or an empty folder), "zarr" (a Zarr v3 root ``zarr.json``),
     "file", or "other" (a folder or prefix holding something else)."""
     import fsspec
@@ -109,7 +62,7 @@ def location(url: str, storage_options: Mapping[str, Any] | None) -> str:
 
 
 class FeatureStore:
-    """Read and write an fstore Zarr store at a local path or fsspec URL.
+    """An fstore Zarr store at a local path or fsspec URL: the read backend, and the writes of a run.
 
     ``mode="r"`` opens an existing store read-only, ``mode="r+"`` for writing; ``mode="a"`` also creates
     one where nothing is (a path that does not exist, or an empty folder). Whatever the mode, a path
@@ -132,32 +85,31 @@ class FeatureStore:
         if found == "absent" and mode != "a":
             raise StoreError(f"{self.url}: no fstore store here")
         try:
-            self.root = self._open_root("a" if found == "absent" else "r" if mode == "r" else "r+")
+            self._root = self._open_root("a" if found == "absent" else "r" if mode == "r" else "r+")
         except FileNotFoundError as e:
             raise StoreError(f"{self.url}: no store here") from e
         except OSError as e:
             raise StoreError(f"{self.url}: cannot open ({e})") from e
         except Exception as e:  # zarr raises a variety of errors for non-stores
             raise StoreError(f"{self.url}: cannot open as a Zarr store ({e})") from e
-        self.run_id = uuid.uuid4().hex
         self._leases: Leases | None = None
-        self._failures = Failures(self.root, self.url)
-        attrs = self.root.attrs.asdict()
+        self._failures = Failures(self._root, self.url)
+        attrs = self._root.attrs.asdict()
         if "schema_version" not in attrs:
-            if found != "absent" and (attrs or list(self.root.keys())):
+            if found != "absent" and (attrs or list(self._root.keys())):
                 raise StoreError(f"{self.url}: a Zarr group, but not an fstore store (no schema_version)")
             if mode != "a":
                 raise StoreError(f"{self.url}: no fstore store here")
-            from . import __version__
+            from .. import __version__
 
-            try:
-                self.root.attrs.update({"fstore_version": __version__, "schema_version": SCHEMA_VERSION, "created": now_iso()})
-            except OSError as e:
-                raise StoreError(f"{self.url}: cannot create the store ({e})") from e
+            self._write_root_attrs({"fstore_version": __version__, "schema_version": SCHEMA_VERSION,
+                                    "created": now_iso()}, "cannot create the store")
         elif attrs["schema_version"] not in READABLE_SCHEMAS:
             raise StoreError(f"{self.url}: written by a newer fstore (schema {attrs['schema_version']}); upgrade fstore")
         elif attrs["schema_version"] < SCHEMA_VERSION and mode != "r":
             self._write_root_attrs({"schema_version": SCHEMA_VERSION, "upgraded_from": attrs["schema_version"]})
+        self.capabilities = Capabilities(writable=mode != "r",
+                                         exclusive_create=mode != "r" and has_exclusive_create(self.url, self.storage_options))
 
     def _open_root(self, mode: str) -> Any:
         """The root group (``mode`` is zarr's); with ``a``, one that another run created at the same moment is opened."""
@@ -172,23 +124,33 @@ class FeatureStore:
                 raise
             return zarr.open_group(self.url, mode="r+", storage_options=options)
 
-    def _write_root_attrs(self, attrs: Mapping[str, Any]) -> None:
+    def _write_root_attrs(self, attrs: Mapping[str, Any], what: str = "cannot write") -> None:
         try:
-            self.root.attrs.update(dict(attrs))
+            self._root.attrs.update(dict(attrs))
         except OSError as e:
-            raise StoreError(f"{self.url}: cannot write ({e})") from e
+            raise StoreError(f"{self.url}: {what} ({e})") from e
+
+    def root_attrs(self) -> dict[str, Any]:
+        return self._root.attrs.asdict()
+
+    def close(self) -> None:
+        """Nothing to let go: zarr opens files per read."""
 
     # -- models ----------------------------------------------------------------------------------
     def models(self) -> list[str]:
         """Model groups present, in name order."""
-        return sorted(k for k in self.root.group_keys() if k not in (FAILURES, LEASES))
+        return sorted(k for k in self._root.group_keys() if k not in RESERVED)
 
     def model_attrs(self, model: str) -> dict[str, Any]:
-        return self.root[model].attrs.asdict()
+        return self._root[model].attrs.asdict()
+
+    def unexpected_nodes(self) -> list[str]:
+        """Arrays at the store's top level, where only model groups belong."""
+        return sorted(self._root.array_keys())
 
     def check_model(self, group: str, attrs: Mapping[str, Any]) -> None:
         """Raise :class:`ConfigurationMismatch` if ``group`` exists with another configuration than ``attrs``."""
-        if group not in self.root:
+        if group not in self._root:
             return
         old = self.model_attrs(group)
         if old and configuration_key(old) != configuration_key(attrs):
@@ -202,16 +164,16 @@ class FeatureStore:
         Returns the (arrays, failures) removed.
         """
         removed = (0, 0)
-        if replace and group in self.root:
+        if replace and group in self._root:
             removed = self.remove_group(group)
         self.check_model(group, attrs)
         from zarr.errors import ContainsGroupError
 
         try:
             try:
-                node = self.root.require_group(group)
+                node = self._root.require_group(group)
             except ContainsGroupError:  # another run's coordinator created it between zarr's look and its create
-                node = self.root[group]
+                node = self._root[group]
             if node.attrs.asdict() != dict(attrs):
                 node.attrs.put(dict(attrs))
         except OSError as e:
@@ -223,15 +185,15 @@ class FeatureStore:
         arrays = len(self.songs(group, complete_only=False))
         failures = len(self.failures(group))
         try:
-            del self.root[group]
+            del self._root[group]
         except OSError as e:
             raise StoreError(f"cannot remove the {group} group from {self.url}: {e}") from e
         self._failures.clear_model(group)
         return arrays, failures
 
-    def size_on_disk(self, group: str) -> int:
+    def size_on_disk(self, model: str) -> int:
         """Bytes the group's arrays take in the store (compressed chunks and metadata)."""
-        return prefix_size(self.root, group)
+        return prefix_size(self._root, model)
 
     # -- songs -----------------------------------------------------------------------------------
     def song_states(self, model: str) -> dict[str, bool]:
@@ -239,7 +201,7 @@ class FeatureStore:
 
         Reads the arrays' metadata in bulk (:mod:`._listing`) rather than opening node by node."""
         try:
-            nodes = node_metadata(self.root, model)
+            nodes = node_metadata(self._root, model)
         except OSError as e:
             raise StoreError(f"{self.url}/{model}: cannot list ({e})") from e
         return {name: doc is not None and (doc.get("attributes") or {}).get("complete") is True
@@ -249,13 +211,13 @@ class FeatureStore:
         """Song ids stored for ``model`` (only complete arrays unless ``complete_only=False``)."""
         return sorted(song for song, complete in self.song_states(model).items() if complete or not complete_only)
 
-    def array(self, model: str, song_id: str, complete_only: bool = True) -> Any | None:
-        """The zarr array of (model, song), or None when absent, unreadable or (by default) incomplete."""
+    def array(self, model: str, song_id: str, complete_only: bool = True) -> StoredArray | None:
+        """The array of (model, song), or None when absent, unreadable or (by default) incomplete."""
         import zarr
 
         path = f"{model}/{validate_song_id(song_id)}"
         try:
-            node = self.root[path]
+            node = self._root[path]
         except KeyError:
             return None
         except (ValueError, TypeError):  # truncated or invalid metadata from an interrupted write
@@ -264,21 +226,27 @@ class FeatureStore:
             raise StoreError(f"{self.url}/{path}: cannot read ({e})") from e
         if not isinstance(node, zarr.Array):
             return None
-        if complete_only and node.attrs.get("complete") is not True:
+        attrs = node.attrs.asdict()
+        if complete_only and attrs.get("complete") is not True:
             return None
-        return node
+        names = node.metadata.dimension_names
+        return StoredArray(f"{self.url}/{path}", node.shape, node.dtype, node.chunks, attrs, node.__getitem__,
+                           tuple(names) if names is not None else None)
 
     def song_attrs(self, model: str, song_id: str) -> dict[str, Any] | None:
+        """A song's array attributes, complete or not (None when there is no array)."""
         arr = self.array(model, song_id, complete_only=False)
-        return None if arr is None else arr.attrs.asdict()
+        return None if arr is None else arr.attrs
 
-    def write(self, model: str, song_id: str, data: np.ndarray, dims: tuple[str, ...], attrs: Mapping[str, Any],
-              dtype: str = "float32") -> None:
-        """Write one song's features as ``dtype`` (float32 or float16): data first, then ``complete: true``.
+    def write(self, model: str, song_id: str, data: np.ndarray, attrs: Mapping[str, Any]) -> None:
+        """Write one song's features: data first, then ``complete: true``.
 
-        Raises StoreError when the store cannot be written (read-only, disk full): such an
-        error stops a run, unlike a bad audio file.
+        ``attrs`` are the array's attributes (:func:`~.attributes.array_attributes`): their ``dims`` name
+        the data's axes and their ``dtype`` (float32 or float16, default float32) is how it is stored.
+        Raises StoreError when the store cannot be written (read-only, disk full): such an error stops
+        a run, unlike a bad audio file.
         """
+        dims, dtype = tuple(attrs["dims"]), str(attrs.get("dtype", "float32"))
         if dtype not in STORAGE_DTYPES:
             raise ValueError(f"storage dtype {dtype!r}: use one of {', '.join(STORAGE_DTYPES)}")
         sid = validate_song_id(song_id)
@@ -287,14 +255,14 @@ class FeatureStore:
             raise ValueError(f"dims {dims} do not match data of shape {data.shape}")
         self._check_no_collision(model, sid)
         try:
-            arr = self.root.create_array(
+            arr = self._root.create_array(
                 f"{model}/{sid}",
                 shape=data.shape,
                 dtype=dtype,
                 chunks=time_chunk(data.shape, dims.index("time"), data.itemsize),
                 compressors=COMPRESSORS,
                 dimension_names=dims,
-                attributes={**attrs, "dims": list(dims), "written": now_iso()},
+                attributes=dict(attrs),
                 overwrite=True,
             )
             arr[...] = data
@@ -309,16 +277,16 @@ class FeatureStore:
         parts = sid.split("/")
         for i in range(1, len(parts)):
             parent = f"{model}/{'/'.join(parts[:i])}"
-            if parent in self.root and isinstance(self.root[parent], zarr.Array):
+            if parent in self._root and isinstance(self._root[parent], zarr.Array):
                 raise InvalidSongId(f"song id {sid!r} would lie inside song {'/'.join(parts[:i])!r}")
         path = f"{model}/{sid}"
-        if path in self.root and isinstance(self.root[path], zarr.Group):
+        if path in self._root and isinstance(self._root[path], zarr.Group):
             raise InvalidSongId(f"song id {sid!r} is also a folder of songs; rename the file or the folder")
 
     def remove(self, model: str, song_id: str) -> None:
         path = f"{model}/{validate_song_id(song_id)}"
-        if path in self.root:
-            del self.root[path]
+        if path in self._root:
+            del self._root[path]
 
     # -- failures (a unit of their own: failures.py) ---------------------------------------------
     def record_failure(self, model: str, song_id: str, error: str, error_type: str, source: Mapping[str, Any] | None) -> None:
@@ -336,15 +304,7 @@ class FeatureStore:
     # -- leases: which run works on which song ---------------------------------------------------
     @property
     def leases(self) -> Leases:
-        """This store's song leases (built on first use: a read-only store never needs them)."""
+        """This store's song leases (built on first use: a read-only store only lists them)."""
         if self._leases is None:
-            self._leases = Leases(self.url, self.storage_options)
+            self._leases = Leases(self.url, self.storage_options, self.capabilities)
         return self._leases
-
-    def acquire(self, song_id: str, run_id: str | None = None) -> dict[str, Any] | None:
-        """Claim a song for run ``run_id`` (default: this store object's); None on success, else the live owner's lease."""
-        return self.leases.acquire(validate_song_id(song_id), run_id or self.run_id)
-
-    def release(self, song_id: str, run_id: str | None = None) -> None:
-        """Give up run ``run_id``'s claim on a song (no-op if that run does not hold it)."""
-        self.leases.release(validate_song_id(song_id), run_id or self.run_id)

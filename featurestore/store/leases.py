@@ -3,13 +3,17 @@
 A lease is the small file ``_leases/<song_id>/zarr.json`` (a Zarr group node whose
 attributes say run, host, pid, time, beat). It is claimed by an exclusive create, which
 only one run can win: ``O_CREAT|O_EXCL`` on local disk, a conditional put
-(``If-None-Match: *``) on S3. Backends with neither refuse leases (one run per store).
+(``If-None-Match: *``) on S3. A store whose backend cannot create exclusively
+(``Capabilities.exclusive_create``) refuses leases: one run at a time there.
 
-A process renews the leases it holds every ``beat`` seconds (:data:`BEAT_ENV`, default
-30 s); a lease not renewed for :data:`MISSED_BEATS` beats, or whose process is gone (same
-host), is stale. Taking a stale lease over first creates, exclusively, the marker
-``_leases/__takeover/<song_id>/<dead run>-<dead time>``: of several runs that see the same
-dead lease, one wins the marker and replaces the lease; the others leave the song.
+A task claims its songs with ``with store.leases.claim(song_id, run_id) as claim:``; a claim
+is released when the block ends, or, with :meth:`Claim.release_after`, once the writes it
+guards have ended. A process renews the leases it holds every ``beat`` seconds
+(:data:`BEAT_ENV`, default 30 s); a lease not renewed for :data:`MISSED_BEATS` beats, or whose
+process is gone (same host), is stale. Taking a stale lease over first creates, exclusively,
+the marker ``_leases/__takeover/<song_id>/<dead run>-<dead time>``: of several runs that see
+the same dead lease, one wins the marker and replaces the lease; the others leave the song.
+Releasing a lease removes the folders it leaves empty.
 """
 
 from __future__ import annotations
@@ -19,16 +23,36 @@ import os
 import socket
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
-from .errors import StoreError
+from ..errors import StoreError
+from .backend import Capabilities
+from .layout import LEASES
 
-LEASES = "_leases"
 TAKEOVERS = f"{LEASES}/__takeover"  # "__" never starts a song id
 BEAT_ENV = "FSTORE_LEASE_BEAT_S"
 DEFAULT_BEAT_S = 30.0
 MISSED_BEATS = 3
+
+
+def has_exclusive_create(url: str, storage_options: Mapping[str, Any] | None = None) -> bool:
+    """Whether the file system under ``url`` creates a file only where none is, atomically: local disk
+    (a hard link fails on an existing name), S3 (``If-None-Match: *``) and fsspec's in-memory store (one
+    process). Decided by the file system's class, not by its name."""
+    import fsspec
+    from fsspec.implementations.local import LocalFileSystem
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    fs, _ = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
+    if isinstance(fs, (LocalFileSystem, MemoryFileSystem)):
+        return True
+    try:
+        from s3fs import S3FileSystem
+    except ImportError:
+        return False
+    return isinstance(fs, S3FileSystem)
 
 
 def beat_seconds() -> float:
@@ -56,20 +80,72 @@ def is_stale(lease: Mapping[str, Any], now: float | None = None) -> bool:
     return False
 
 
-class Leases:
-    """The leases of one store (local path or fsspec URL)."""
+class Claim:
+    """A run's claim on one song: ``held`` when this run has the lease, else ``owner`` is the live
+    owner's lease. Used as a context manager, it is released when the block ends, unless
+    :meth:`release_after` handed the release to the writes it guards."""
 
-    def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, leases: Leases, song_id: str, run_id: str, owner: dict[str, Any] | None) -> None:
+        self.leases, self.song_id, self.run_id, self.owner = leases, song_id, run_id, owner
+        self._handed_over = False
+
+    @property
+    def held(self) -> bool:
+        return self.owner is None
+
+    def release(self) -> None:
+        """Give the lease up (no-op when this run does not hold it)."""
+        if self.held:
+            self.leases.release(self.song_id, self.run_id)
+
+    def release_after(self, futures: Sequence[Future]) -> None:
+        """Release once every one of ``futures`` is done (at once if there are none), whatever their outcome:
+        no write outlives the lease that guards it."""
+        self._handed_over = True
+        remaining = [len(futures)]
+        lock = threading.Lock()
+
+        def one_done(_: Future) -> None:
+            with lock:
+                remaining[0] -= 1
+                last = remaining[0] == 0
+            if last:
+                self.release()
+
+        if not futures:
+            self.release()
+        for future in futures:
+            future.add_done_callback(one_done)
+
+    def __enter__(self) -> Claim:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self._handed_over:
+            self.release()
+
+
+class Leases:
+    """The leases of one store (local path or fsspec URL) whose backend declared ``capabilities``."""
+
+    def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None,
+                 capabilities: Capabilities | None = None) -> None:
+        """``capabilities``: the store's (default: writable, exclusive create as the file system declares)."""
         import fsspec
+        from fsspec.implementations.local import LocalFileSystem
 
         self.url = url
+        self.capabilities = capabilities or Capabilities(True, has_exclusive_create(url, storage_options))
         self.fs, self.root = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
-        protocols = {self.fs.protocol} if isinstance(self.fs.protocol, str) else set(self.fs.protocol)
-        self.local = "file" in protocols or "local" in protocols
+        self.local = isinstance(self.fs, LocalFileSystem)
         self._group_made = False
-        if not self.local and not protocols & {"s3", "s3a", "memory"}:
-            raise StoreError(f"{url}: this storage ({'/'.join(sorted(protocols))}) has no exclusive create, so runs "
-                             "cannot share it safely; run one extraction at a time on a local or S3 store")
+
+    def _writable(self) -> None:
+        if not self.capabilities.writable:
+            raise StoreError(f"{self.url}: opened read-only, leases cannot change")
+        if not self.capabilities.exclusive_create:
+            raise StoreError(f"{self.url}: this storage has no exclusive create, so runs cannot share it safely; "
+                             "run one extraction at a time on a local or S3 store")
 
     def _path(self, key: str) -> str:
         return f"{self.root.rstrip('/')}/{key}"
@@ -140,11 +216,20 @@ class Leases:
             self.fs.rm_file(self._path(key))
         except FileNotFoundError:
             pass
-        if self.local:
+        self._prune(os.path.dirname(self._path(key)))
+
+    def _prune(self, folder: str) -> None:
+        """Remove ``folder`` and its parents below ``_leases`` while they are empty (local disk: object
+        stores have no folders). A run creating a lease in one meanwhile retries (:meth:`_link_exclusive`)."""
+        if not self.local:
+            return
+        top = self._path(LEASES)
+        while folder.startswith(top + "/"):
             try:
-                os.rmdir(os.path.dirname(self._path(key)))
+                os.rmdir(folder)
             except OSError:  # not empty, or gone
-                pass
+                return
+            folder = os.path.dirname(folder)
 
     # -- leases ----------------------------------------------------------------------------------
     @staticmethod
@@ -156,8 +241,13 @@ class Leases:
     def owner(self, song_id: str) -> dict[str, Any] | None:
         return self._read(self._lease_key(song_id))
 
+    def claim(self, song_id: str, run_id: str) -> Claim:
+        """Claim a song for ``run_id``: ``with leases.claim(song, run) as claim: if claim.held: ...``."""
+        return Claim(self, song_id, run_id, self.acquire(song_id, run_id))
+
     def acquire(self, song_id: str, run_id: str) -> dict[str, Any] | None:
         """Claim a song for ``run_id``; None on success (the heartbeat keeps it), else the live owner's lease."""
+        self._writable()
         if not self._group_made:  # `_leases` is a Zarr group, so Zarr tools listing the store do not trip on it
             self._create(f"{LEASES}/zarr.json", b'{"zarr_format": 3, "node_type": "group", "attributes": {}}')
             self._group_made = True
@@ -195,11 +285,7 @@ class Leases:
                 self.fs.rm_file(p)
         except FileNotFoundError:
             return
-        if self.local:
-            try:
-                os.rmdir(path)
-            except OSError:
-                pass
+        self._prune(path)
 
     def renew(self, song_id: str, run_id: str) -> bool:
         """Refresh ``run_id``'s lease time; False if the lease is no longer that run's."""
@@ -230,6 +316,7 @@ class Leases:
 
     def force_release(self, song_id: str) -> None:
         """Remove a song's lease whoever holds it (``fstore leases --release``)."""
+        self._writable()
         self._delete(self._lease_key(song_id))
         self._clear_takeovers(song_id)
 

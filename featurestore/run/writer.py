@@ -22,7 +22,7 @@ import threading
 from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from typing import Any, Callable, Sequence
 
-from .errors import StoreError
+from ..errors import StoreError
 
 #: output bytes queued for writing before a submit waits: 1 GiB
 BUDGET_BYTES = 1 << 30
@@ -30,7 +30,7 @@ BUDGET_BYTES = 1 << 30
 
 def writer_threads(cores: int | None = None) -> int:
     """Threads that write: one per 8 cores, 1 to 4 (one keeps up with a GPU's default outputs)."""
-    from .devices import usable_cores
+    from ..devices import usable_cores
 
     cores = usable_cores() if cores is None else cores
     return max(1, min(4, cores // 8))

@@ -11,7 +11,7 @@ import hashlib
 from typing import Any, Mapping
 
 from ._listing import node_metadata
-from .errors import InvalidSongId, StoreError
+from ..errors import InvalidSongId, StoreError
 from .layout import FAILURES, now_iso, validate_song_id
 
 __all__ = ["FAILURES", "Failures", "failure_node"]

@@ -1,0 +1,5 @@
+"""``python -m featurestore.cli ...`` is ``fstore ...``."""
+
+from . import main
+
+main()

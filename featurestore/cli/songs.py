@@ -1,0 +1,93 @@
+"""Commands about songs and models: ``show`` and ``plot`` one song, list the ``models``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from ..errors import StoreError
+from .app import StoreOption, app, fail, out, split_names, store_url
+
+
+@app.command()
+def plot(
+    song: Annotated[str, typer.Argument(help="Song id, e.g. rock/song1 (see fstore info / fs.open_store(...).songs()).")],
+    store: StoreOption = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Picture to write (PNG, SVG or PDF by its extension).")] = Path("fstore-plot.png"),
+    models: Annotated[Optional[list[str]], typer.Option("--models", "-m", help="Groups to draw, in this order (default: all the song has).")] = None,
+    start: Annotated[Optional[float], typer.Option("--start", help="First second to draw.")] = None,
+    end: Annotated[Optional[float], typer.Option("--end", help="Last second to draw.")] = None,
+) -> None:
+    """Draw one song's features, one panel per model on a shared time axis (needs the [plot] extra)."""
+    from ..plot import PlotUnavailable, plot_song
+    from ..read import open_store
+
+    try:
+        fig = plot_song(open_store(store_url(None, store)), song, split_names(models), start=start, end=end)
+    except (PlotUnavailable, StoreError, KeyError) as e:
+        fail(e)
+    fig.savefig(output, dpi=110)
+    out.print(f"{output}: {len(fig.axes)} panels")
+
+
+@app.command()
+def show(
+    song: Annotated[str, typer.Argument(help="Song id, e.g. rock/song1.")],
+    store: StoreOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on standard output.")] = False,
+) -> None:
+    """Per model: frames, frame rate, duration, value ranges and fingerprint of one song."""
+    from ..plot import describe_song, format_rows
+    from ..read import open_store
+
+    try:
+        rows = describe_song(open_store(store_url(None, store)), song)
+    except (StoreError, KeyError) as e:
+        fail(e)
+    print(json.dumps(rows, indent=2) if as_json else format_rows(rows))
+
+
+@app.command("models")
+def list_models(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the list as JSON on standard output.")] = False,
+) -> None:
+    """Every model: rates, output dims, licences, where its weights come from and whether they are here."""
+    from ..extractors import registry
+
+    rows = []
+    for name in registry.names():
+        try:
+            cls = registry.get(name)
+            ext = cls()
+            ax = ext.time_axis
+            info_ = cls.weights_info()
+            rows.append({
+                "model": name, "description": cls.description, "sample_rate": ax.sample_rate,
+                "frame_rate_hz": ax.frame_rate_hz, "t0_s": ax.t0_s,
+                "output": ["T" if d == "time" else ext.dim_size(d) for d in ext.dims], "dims": list(ext.dims),
+                "devices": list(cls.devices), "code_license": cls.licenses.code, "weights_license": cls.licenses.weights,
+                "weights": info_.description, "available": info_.available, "location": info_.location,
+                "how_to_provide": None if info_.available else info_.how_to_provide,
+            })
+        except Exception as e:  # a broken third-party extractor must not hide the others
+            rows.append({"model": name, "error": f"{type(e).__name__}: {e}", "available": False})
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title="models", show_lines=True)
+    for col in ("model", "rates", "output", "licences", "weights", "here"):
+        table.add_column(col)
+    for r in rows:
+        if "error" in r:
+            table.add_row(r["model"], "-", "-", "-", f"[red]{r['error']}[/]", "no")
+            continue
+        where = r["weights"] + (f"\n{r['location']}" if r["location"] else "") + (f"\n{r['how_to_provide']}" if r["how_to_provide"] else "")
+        table.add_row(r["model"], f"in {r['sample_rate']} Hz\nout {r['frame_rate_hz']:g} Hz\nt0 {r['t0_s']:.4g} s",
+                      "(" + ", ".join(map(str, r["output"])) + ")",
+                      f"code: {r['code_license']}\nweights: {r['weights_license']}", where,
+                      "[green]yes[/]" if r["available"] else "[yellow]no[/]")
+    out.print(table)

@@ -1,0 +1,107 @@
+"""The HDF5 backend: a file written by ``fstore export-hdf5``, read-only, with the Zarr store's layout::
+
+    out.h5
+      /                      root attributes of the store (schema version, fstore version, ...)
+      <model>/               group attributes (time axis, dims, fingerprint, ...)
+        <song_id>            one chunked, compressed float dataset per song, with its attributes
+      _failures/<model>/<song_id>   an empty group whose attributes say why it failed
+
+HDF5 attributes hold strings and numbers; other values are JSON text, decoded by the one attribute
+codec (:mod:`.attributes`). An export holds complete arrays only.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ..errors import StoreError
+from .attributes import decode
+from .backend import Capabilities, StoredArray
+from .layout import FAILURES, validate_song_id
+
+#: the first bytes of every HDF5 file (the format's signature), to tell one by its content
+SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def is_hdf5(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a file that starts with the HDF5 signature (its name does not matter)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(SIGNATURE)) == SIGNATURE
+    except (IsADirectoryError, FileNotFoundError, NotADirectoryError):
+        return False
+
+
+class H5Store:
+    """An exported HDF5 file, read-only: the :class:`~.backend.ReadBackend` of an export."""
+
+    capabilities = Capabilities(writable=False, exclusive_create=False)
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        import h5py
+
+        self.url = str(path)
+        try:
+            self._h5 = h5py.File(path, "r")
+        except FileNotFoundError as e:
+            raise StoreError(f"{path}: no such file") from e
+        except OSError as e:
+            raise StoreError(f"{path}: cannot open as HDF5 ({e})") from e
+        if "schema_version" not in self._h5.attrs:
+            self._h5.close()
+            raise StoreError(f"{path}: an HDF5 file, but not one written by fstore export-hdf5 (no schema_version)")
+
+    def root_attrs(self) -> dict[str, Any]:
+        return decode(self._h5.attrs)
+
+    def models(self) -> list[str]:
+        return sorted(k for k in self._h5.keys() if k != FAILURES)
+
+    def model_attrs(self, model: str) -> dict[str, Any]:
+        return decode(self._h5[model].attrs)
+
+    def song_states(self, model: str) -> dict[str, bool]:
+        """Song id → complete: an export holds complete arrays only."""
+        return dict.fromkeys(self.songs(model), True)
+
+    def songs(self, model: str, complete_only: bool = True) -> list[str]:
+        import h5py
+
+        if model not in self._h5:
+            return []
+        found: list[str] = []
+        self._h5[model].visititems(lambda name, node: found.append(name) if isinstance(node, h5py.Dataset) else None)
+        return sorted(found)
+
+    def array(self, model: str, song_id: str, complete_only: bool = True) -> StoredArray | None:
+        import h5py
+
+        path = f"{model}/{validate_song_id(song_id)}"
+        node = self._h5.get(path)
+        if not isinstance(node, h5py.Dataset):
+            return None
+        return StoredArray(f"{self.url}/{path}", node.shape, node.dtype, node.chunks or node.shape,
+                           decode(node.attrs), node.__getitem__)
+
+    def song_attrs(self, model: str, song_id: str) -> dict[str, Any] | None:
+        arr = self.array(model, song_id)
+        return None if arr is None else arr.attrs
+
+    def failures(self, model: str | None = None) -> list[dict[str, Any]]:
+        if FAILURES not in self._h5:
+            return []
+        out: list[dict[str, Any]] = []
+        self._h5[FAILURES].visititems(lambda name, node: out.append(decode(node.attrs)) if "error" in node.attrs else None)
+        return sorted((f for f in out if model is None or f.get("model") == model), key=lambda a: (a["model"], a["song_id"]))
+
+    def size_on_disk(self, model: str) -> int:
+        import h5py
+
+        sizes: list[int] = []
+        self._h5[model].visititems(
+            lambda name, node: sizes.append(node.id.get_storage_size()) if isinstance(node, h5py.Dataset) else None)
+        return int(sum(sizes))
+
+    def close(self) -> None:
+        self._h5.close()
