@@ -107,6 +107,11 @@ TINY_CONFIG = {
     "num_hidden_layers": 2, "pad_token_id": 0, "sample_rate": 24000, "transformers_version": "4.38.2",
     "use_weighted_layer_sum": False, "vocab_size": 32,
 }
+#: config.json with MERT-v1-95M's sizes (512-channel conv front end, 12 layers of 768, positional conv 128/16)
+FULL_SIZE_CONFIG = {
+    **TINY_CONFIG, "conv_dim": [512] * 7, "hidden_size": 768, "intermediate_size": 3072, "num_attention_heads": 12,
+    "num_conv_pos_embedding_groups": 16, "num_conv_pos_embeddings": 128, "num_hidden_layers": 12,
+}
 PREPROCESSOR = {
     "do_normalize": True, "feature_extractor_type": "Wav2Vec2FeatureExtractor", "feature_size": 1,
     "padding_side": "right", "padding_value": 0.0, "return_attention_mask": True, "sampling_rate": 24000,
