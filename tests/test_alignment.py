@@ -86,7 +86,8 @@ def stored(tmp_path: Path, ext: Extractor, wave: np.ndarray) -> xr.DataArray:
     (an ``xr.DataArray`` whose ``time`` coordinate is in seconds)."""
     import soundfile as sf
 
-    from featurestore import open_store, pipeline
+    from featurestore import open_store
+    from featurestore.run import run
     from featurestore.discover import discover
     from featurestore.store import FeatureStore
 
@@ -94,7 +95,7 @@ def stored(tmp_path: Path, ext: Extractor, wave: np.ndarray) -> xr.DataArray:
     folder.mkdir()
     sf.write(folder / "signal.wav", wave, RATE, subtype="FLOAT")
     url = str(tmp_path / "features.zarr")
-    summary = pipeline.run(FeatureStore(url, mode="a"), discover(folder).files, [ext])
+    summary = run(FeatureStore(url, mode="a"), discover(folder).files, [ext])
     assert summary.ok, summary.failures
     features = open_store(url).load("signal", ext.name)
     n = features.sizes["time"]
