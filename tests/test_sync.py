@@ -80,8 +80,8 @@ def test_aggregate_equals_numpy_on_frame_centres(stat):
     values = rng.normal(size=(300, 4)).astype(np.float32)
     beats = np.sort(rng.uniform(0.2, 3.9, size=9))
     for starts, ends in (beat_intervals(beats, 4.0), grid_intervals(2.0, 4.0)):
-        np.testing.assert_allclose(aggregate(values, times, starts, ends, stat), expected(values, times, starts, ends, stat),
-                                   rtol=1e-12, atol=1e-12)
+        got = aggregate(values, times, starts, ends, stat)
+        np.testing.assert_allclose(got, expected(values, times, starts, ends, stat), rtol=1e-12, atol=1e-12)
 
 
 def test_aggregate_along_another_axis_keeps_the_others():
