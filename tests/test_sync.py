@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import featurestore as fs
-from featurestore import pipeline
+from featurestore.run import run
 from featurestore.discover import discover
 from featurestore.extractors import registry
 from featurestore.store import FeatureStore
@@ -124,7 +124,7 @@ def activation_attrs(n: int, t0_samples: int = 0) -> dict:
     return {"model": "madmom", "sample_rate": 44100, "hop_samples": 441, "t0_samples": t0_samples,
             "hop_s": 0.01, "t0_s": t0_samples / 44100, "frame_rate_hz": 100.0, "duration_s": n / 100,
             "n_samples": n * 441, "fingerprint": "0" * 64,
-            "source": {"path": "song.wav", "size": 1, "mtime": 0.0, "sha256": "f" * 64}}
+            "source": {"path": "song.wav", "size": 1, "mtime": 0.0, "sha256": "f" * 64}, "dims": ["time"]}
 
 
 @pytest.fixture
@@ -137,9 +137,9 @@ def store_path(tmp_path, fake_models):
         e.load("cpu")
     path = str(tmp_path / "s.zarr")
     store = FeatureStore(path, mode="a")
-    pipeline.run(store, discover(tmp_path / "audio").files, exts)
-    store.write("madmom", "song", activation(400), ("time",), activation_attrs(400))
-    store.write("shifted", "song", activation(400), ("time",), activation_attrs(400, t0_samples=220))
+    run(store, discover(tmp_path / "audio").files, exts)
+    store.write("madmom", "song", activation(400), activation_attrs(400))
+    store.write("shifted", "song", activation(400), activation_attrs(400, t0_samples=220))
     return path
 
 
