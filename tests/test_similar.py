@@ -138,6 +138,25 @@ def test_equal_scores_go_to_the_lower_row_and_undefined_ones_last(block_rows):
     assert np.isnan(scores).all()
 
 
+@pytest.mark.parametrize("block_rows", [1, 7, 64, 1000])
+def test_many_equal_scores_keep_row_order_across_blocks(block_rows):
+    # hundreds of exact ties (one-hot and zero rows), more than a partition or a small sort keeps in order,
+    # and 63 rows of distinct scores x = i/64 (well apart from float rounding) for the cut to fall between
+    rng = np.random.default_rng(5)
+    e = np.vstack([np.eye(3), np.zeros((1, 3))])
+    vectors = e[rng.choice(4, size=1000, p=[0.35, 0.35, 0.2, 0.1])]
+    x = np.arange(1, 64) / 64
+    vectors[rng.choice(1000, size=63, replace=False)] = np.stack([x, np.sqrt(1 - x**2), 0 * x], axis=1)
+    vectors = vectors.astype(np.float32)
+    for q in range(2):
+        norms = np.linalg.norm(vectors, axis=1)
+        score = np.where(norms > 0, vectors.astype(np.float64) @ e[q] / np.maximum(norms, 1e-30), -np.inf)
+        want = np.lexsort((np.arange(1000), -score))  # zero rows last
+        for k in (5, (score == 1).sum() + 10, 400, 1000):
+            indices, _ = cosine_top_k(e[q:q + 1], vectors, k, block_rows=block_rows)
+            np.testing.assert_array_equal(indices[0], want[:k])
+
+
 def test_arguments_are_checked():
     vectors = np.ones((4, 3), np.float32)
     with pytest.raises(ValueError, match="width 3"):
