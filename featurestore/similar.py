@@ -257,16 +257,20 @@ class ApproximateIndex:
 
 def _pick_backend(backend: str) -> str:
     """``backend``, or for "auto" the first of hnswlib and faiss that imports; ImportError naming pip packages."""
-    import importlib.util
+    import importlib
 
     if backend not in ("auto",) + BACKENDS:
         raise ValueError(f"backend must be auto, hnswlib or faiss, not {backend!r}")
+    candidates = BACKENDS if backend == "auto" else (backend,)
+    for name in candidates:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            continue
+        return name
     packages = {"hnswlib": "hnswlib", "faiss": "faiss-cpu"}
-    for name in BACKENDS if backend == "auto" else (backend,):
-        if importlib.util.find_spec(name) is not None:
-            return name
-    wanted = " or ".join(f"`pip install {packages[b]}`" for b in (BACKENDS if backend == "auto" else (backend,)))
-    raise ImportError(f"an approximate index needs {'hnswlib or faiss' if backend == 'auto' else backend}: {wanted}")
+    wanted = " or ".join(f"`pip install {packages[name]}`" for name in candidates)
+    raise ImportError(f"an approximate index needs {' or '.join(candidates)}: {wanted}")
 
 
 def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
