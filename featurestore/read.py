@@ -291,6 +291,16 @@ class StoreReader:
         attrs = {k: first.attrs[k] for k in ("model", "hop_s", "frame_rate_hz", "fingerprint") if k in first.attrs}
         return xr.DataArray(values, dims=dims, coords=coords, name=f"{model}_{stat}", attrs={**attrs, "stat": stat})
 
+    def similar(self, song_id: str, group: str, k: int = 10, stat: str = "mean", layer: int | None = None,
+                exclude_self: bool = True):
+        """The ``k`` songs of ``group`` nearest to ``song_id`` by cosine similarity of their pooled
+        (``stat``) vectors, searched exactly: an ``xr.DataArray`` of scores, dims ``("song",)``, best
+        first. Pools the whole group on each call; see :mod:`featurestore.similar` (``SongIndex``)
+        for repeated queries, ``layer`` and the errors."""
+        from .similar import similar
+
+        return similar(self, song_id, group, k=k, stat=stat, layer=layer, exclude_self=exclude_self)
+
     def stack(self, model: str, songs: Sequence[str] | None = None):
         """Every song of ``model`` in one padded array, for training code.
 
