@@ -107,7 +107,7 @@ def pooling_ms_per_song(songs: int) -> float:
         store.ensure_model("openl3", attrs)
         for i in range(songs):
             store.write("openl3", f"song{i:05d}", rng.standard_normal((296, 512), dtype=np.float32),
-                        ("time", "feature"), {**attrs, "duration_s": 30.0, "n_samples": 30 * 48000, "source": {}})
+                        {**attrs, "duration_s": 30.0, "n_samples": 30 * 48000, "source": {}})
         reader = fs.open_store(store.url)
         reader.pooled("openl3", songs=reader.songs("openl3")[:2])  # imports and dask warm-up
         start = time.perf_counter()

@@ -9,11 +9,11 @@ import pytest
 import xarray as xr
 
 import featurestore as fs
-from featurestore import pipeline
+from featurestore.run import run
 from featurestore.discover import discover
 from featurestore.extractors import registry
 from featurestore.extractors.base import TimeAxis
-from featurestore.hdf5 import export_hdf5
+from featurestore.export import export_hdf5
 from featurestore.similar import QUERY_BLOCK, ApproximateIndex, SongIndex, cosine_top_k, recall_at_k
 from featurestore.store import FeatureStore
 
@@ -47,8 +47,8 @@ def write_group(store: FeatureStore, group: str, songs: dict[str, np.ndarray], d
     store.ensure_model(group, attrs)
     for song, data in songs.items():
         frames = data.shape[dims.index("time")]
-        store.write(group, song, data, dims, {**attrs, "duration_s": frames * axis.hop_s,
-                                              "n_samples": frames * axis.hop_samples, "source": {}})
+        store.write(group, song, data, {**attrs, "duration_s": frames * axis.hop_s,
+                                        "n_samples": frames * axis.hop_samples, "source": {}})
 
 
 @pytest.fixture
@@ -60,7 +60,7 @@ def store(tmp_path, fake_models) -> FeatureStore:
     extractor = registry.create("slow")
     extractor.load("cpu")
     store = FeatureStore(str(tmp_path / "s.zarr"), mode="a")
-    pipeline.run(store, discover(audio).files, [extractor])
+    run(store, discover(audio).files, [extractor])
     rng = np.random.default_rng(1)
     centres = clustered(len(SONGS), 16, 3)
     write_group(store, "emb", {s: c + 0.5 * rng.standard_normal((int(rng.integers(5, 40)), 16)).astype(np.float32)
