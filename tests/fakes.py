@@ -77,11 +77,15 @@ class Unobtainable(FakeFrames):
 
 #: where :class:`Counted` extractors log each computed song, and how long each computation takes (seconds)
 COMPUTE_LOG_ENV, COMPUTE_S_ENV = "FSTORE_TEST_COMPUTE_LOG", "FSTORE_TEST_COMPUTE_S"
+#: a file a counted computation waits for, once logged, before it returns: a test holds a run inside its first
+#: song's compute (to kill it there, or to let another run start) and lets it go by creating the file
+GATE_ENV = "FSTORE_TEST_GATE"
 
 
 class Counted:
-    """Mixin: after computing, wait $FSTORE_TEST_COMPUTE_S, then append ``<model> <pid> <input digest>`` to
-    $FSTORE_TEST_COMPUTE_LOG, so that tests count computations per song across processes."""
+    """Mixin: after computing, wait $FSTORE_TEST_COMPUTE_S, append ``<model> <pid> <input digest>`` to
+    $FSTORE_TEST_COMPUTE_LOG (tests count computations per song across processes), then wait until the file
+    $FSTORE_TEST_GATE exists, if that variable is set."""
 
     name: ClassVar[str]
 
@@ -90,6 +94,12 @@ class Counted:
         time.sleep(float(os.environ.get(COMPUTE_S_ENV, "0")))
         with open(os.environ[COMPUTE_LOG_ENV], "a") as f:  # one short O_APPEND write per line
             f.write(f"{self.name} {os.getpid()} {hashlib.sha1(wave.tobytes()).hexdigest()[:16]}\n")
+        gate = os.environ.get(GATE_ENV)
+        deadline = time.monotonic() + 300
+        while gate and not os.path.exists(gate):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{gate} never appeared")
+            time.sleep(0.01)
         return out
 
 

@@ -36,6 +36,25 @@ def loaded_models(*names: str, **options: object) -> list:
     return exts
 
 
+class Events:
+    """A reporter that keeps the summary a run ends with (``ended``) and ignores the rest."""
+
+    def __init__(self) -> None:
+        self.ended = None
+
+    def start(self, n_songs, models) -> None:
+        pass
+
+    def song_done(self, file) -> None:
+        pass
+
+    def result(self, result) -> None:
+        pass
+
+    def end(self, summary) -> None:
+        self.ended = summary
+
+
 def fstore(*args: object, **kwargs: object):
     """``fstore ARGS...`` run in this process through Typer's test runner (exceptions propagate);
     ``kwargs`` go to :meth:`CliRunner.invoke` (``input=...``, ``env=...``)."""

@@ -11,7 +11,7 @@ from featurestore.discover import discover
 from featurestore.store import FeatureStore
 
 from .conftest import write_wav
-from .helpers import loaded_models
+from .helpers import fstore, loaded_models
 
 
 def _audio(tmp_path):
@@ -77,12 +77,10 @@ def test_a_song_held_by_another_run_leaves_the_rest_of_its_task(tmp_path, fake_m
 
 
 def test_cli_batch_songs(tmp_path, fake_models):
-    from typer.testing import CliRunner
 
-    from featurestore.cli import app
 
     files = _audio(tmp_path)
-    result = CliRunner().invoke(app, ["extract", str(tmp_path / "audio"), "--store", str(tmp_path / "s.zarr"),
-                                      "--models", "fake", "--batch-songs", "3"])
+    result = fstore("extract", str(tmp_path / "audio"), "--store", str(tmp_path / "s.zarr"),
+                                      "--models", "fake", "--batch-songs", "3")
     assert result.exit_code == 1, result.output  # s4 is too short: one failure, the rest stored
     assert FeatureStore(str(tmp_path / "s.zarr")).songs("fake") == sorted(f.song_id for f in files if f.song_id != "s4")

@@ -2,30 +2,23 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import zarr
-from typer.testing import CliRunner
 
 import featurestore as fs
-from featurestore.cli import app
 from featurestore.store import FeatureStore
 from featurestore.validate import validate_store
 
 from .conftest import write_wav
+from .helpers import fstore
 
-runner = CliRunner()
 
-
-def fstore(*args: str):
-    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 
 @pytest.fixture

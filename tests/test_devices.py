@@ -6,6 +6,8 @@ import pytest
 
 from featurestore.devices import exact_fp32_on_cuda, resolve_device, resolve_precision
 
+from .helpers import fstore
+
 
 def test_auto_precision_is_fp32_on_cpu_and_bf16_on_cuda():
     assert resolve_precision("auto", "cpu") == "fp32"
@@ -15,9 +17,15 @@ def test_auto_precision_is_fp32_on_cpu_and_bf16_on_cuda():
         resolve_precision("int8", "cpu")
 
 
-def test_devices_are_checked():
+def test_devices_are_checked(monkeypatch):
+    import torch
+
     assert resolve_device("cpu") == "cpu"
-    assert resolve_device("auto") in ("cpu", "cuda")
+    for available, expected in ((True, "cuda"), (False, "cpu")):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: available)
+        assert resolve_device("auto") == expected
+    with pytest.raises(ValueError, match="no CUDA device"):
+        resolve_device("cuda:0")  # torch.cuda.is_available() is False here
     with pytest.raises(ValueError, match="unknown device"):
         resolve_device("tpu")
 
@@ -54,26 +62,22 @@ def test_auto_workers_share_cores_and_memory(monkeypatch):
 
 def test_workers_option_takes_counts_and_auto(tmp_path, monkeypatch):
     from featurestore import devices
-    from typer.testing import CliRunner
-
-    from featurestore.cli import app
 
     from .conftest import write_wav
 
     write_wav(tmp_path / "audio" / "a.wav", 0.5)
-    runner = CliRunner()
-    bad = runner.invoke(app, ["extract", str(tmp_path / "audio"), "--store", str(tmp_path / "s.zarr"),
-                              "--models", "madmom", "--workers", "many"])
+    bad = fstore("extract", str(tmp_path / "audio"), "--store", str(tmp_path / "s.zarr"),
+                              "--models", "madmom", "--workers", "many")
     assert bad.exit_code == 2 and "auto" in bad.output
-    ok = runner.invoke(app, ["extract", str(tmp_path / "audio"), "--store", str(tmp_path / "s.zarr"),
-                             "--models", "madmom", "--workers", "auto"])
+    ok = fstore("extract", str(tmp_path / "audio"), "--store", str(tmp_path / "s.zarr"),
+                             "--models", "madmom", "--workers", "auto")
     assert ok.exit_code == 0, ok.output
     assert "--workers auto: this process" in ok.output  # one song: no pool
     write_wav(tmp_path / "audio" / "b.wav", 0.5)
     write_wav(tmp_path / "audio" / "c.wav", 0.5)
     monkeypatch.setattr(devices, "usable_cores", lambda: 2)
     monkeypatch.setattr(devices, "available_memory", lambda: 1 << 40)
-    planned = runner.invoke(app, ["extract", str(tmp_path / "audio"), "--store", str(tmp_path / "s.zarr"),
-                                  "--models", "madmom", "--workers", "auto", "--overwrite", "--dry-run"])
+    planned = fstore("extract", str(tmp_path / "audio"), "--store", str(tmp_path / "s.zarr"),
+                                  "--models", "madmom", "--workers", "auto", "--overwrite", "--dry-run")
     assert planned.exit_code == 0, planned.output
     assert "--workers auto: 2 processes, 1 thread each, on cpu" in planned.output

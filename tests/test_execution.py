@@ -6,10 +6,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from typer.testing import CliRunner
 
 import featurestore.run as fsrun
-from featurestore.cli import app
 from featurestore.discover import discover
 from featurestore.extractors import registry
 from featurestore.run.execution import shutdown_worker_state, worker_state_size
@@ -17,6 +15,7 @@ from featurestore.store import FeatureStore
 from featurestore.store.leases import Leases
 
 from .conftest import write_wav
+from .helpers import Events, fstore
 from .fakes import FakeFrames
 
 
@@ -25,18 +24,6 @@ def audio(tmp_path):
     for i in range(4):
         write_wav(tmp_path / "audio" / f"s{i}.wav", 0.3, freq=300 + 50 * i)
     return tmp_path / "audio"
-
-
-class Events:
-    def __init__(self) -> None:
-        self.ended: fsrun.Summary | None = None
-
-    def start(self, n_songs, models): pass
-    def song_done(self, file): pass
-    def result(self, result): pass
-
-    def end(self, summary):
-        self.ended = summary
 
 
 def test_interrupt_while_models_load_still_reports(tmp_path, audio, fake_models, monkeypatch):
@@ -56,7 +43,7 @@ def test_cli_ctrl_c_while_models_load_exits_130_with_a_summary(tmp_path, audio, 
         raise KeyboardInterrupt
 
     monkeypatch.setattr(FakeFrames, "_load", interrupted)
-    result = CliRunner().invoke(app, ["extract", str(audio), "--store", str(tmp_path / "s.zarr"), "--models", "fake"])
+    result = fstore("extract", str(audio), "--store", str(tmp_path / "s.zarr"), "--models", "fake")
     assert result.exit_code == 130, result.output
     assert "interrupted" in result.output
 

@@ -7,20 +7,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 import featurestore as fs
-from featurestore.cli import app
 from featurestore.discover import gather, read_file_list
 
 from .conftest import write_wav
+from .helpers import fstore
 
-runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]
 
-
-def fstore(*args, input=None):
-    return runner.invoke(app, [str(a) for a in args], input=input, catch_exceptions=False)
 
 
 @pytest.fixture

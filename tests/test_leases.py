@@ -11,6 +11,8 @@ import pytest
 from featurestore.store.leases import LEASES, Leases, is_stale
 from featurestore.store import FeatureStore
 
+from .helpers import fstore
+
 
 def _race(n: int, claim) -> list:
     """Run ``claim(i)`` in ``n`` threads released at once; return their results."""
@@ -64,19 +66,22 @@ def test_a_stale_lease_is_taken_over_by_exactly_one_run(tmp_path):
 
 
 def test_heartbeat_keeps_a_held_lease_fresh_and_a_dead_remote_run_frees_its_songs(tmp_path, monkeypatch):
-    monkeypatch.setenv("FSTORE_LEASE_BEAT_S", "0.2")
+    monkeypatch.setenv("FSTORE_LEASE_BEAT_S", "0.5")
     FeatureStore(str(tmp_path / "s.zarr"), mode="a")
     leases = Leases(str(tmp_path / "s.zarr"))
     assert leases.acquire("x", "live") is None
     first = leases.owner("x")["time"]
-    time.sleep(1.0)  # 5 beats
+    deadline = time.monotonic() + 60
+    while leases.owner("x")["time"] == first:  # the heartbeat thread rewrites the lease with a new time
+        assert time.monotonic() < deadline, "the lease was never renewed"
+        time.sleep(0.05)
     lease = leases.owner("x")
-    assert lease["time"] > first and not is_stale(lease)
+    assert lease["run"] == "live" and lease["beat"] == 0.5 and lease["time"] > first
     assert Leases(str(tmp_path / "s.zarr")).acquire("x", "other")["run"] == "live"
     leases.release("x", "live")
-    # a run on another host that stopped beating: stale after MISSED_BEATS beats
-    assert is_stale({"run": "r", "host": "elsewhere", "pid": 1, "time": time.time() - 0.7, "beat": 0.2})
-    assert not is_stale({"run": "r", "host": "elsewhere", "pid": 1, "time": time.time() - 0.3, "beat": 0.2})
+    # a run on another host that stopped beating: stale after MISSED_BEATS beats, by its own beat
+    old = {"run": "r", "host": "elsewhere", "pid": 1, "time": 100.0, "beat": 0.2}
+    assert is_stale(old, now=100.61) and not is_stale(old, now=100.59)
 
 
 def test_leases_in_memory_stores(tmp_path):
@@ -101,30 +106,24 @@ def test_failure_of_an_invalid_song_id_has_one_node_in_every_process(tmp_path):
 
 
 def test_cli_lists_and_frees_leases(tmp_path):
-    from typer.testing import CliRunner
 
-    from featurestore.cli import app
 
     store = tmp_path / "s.zarr"
     FeatureStore(str(store), mode="a")
     _dead_lease(store, "gone")
     live = Leases(str(store))
     assert live.acquire("busy", "live-run") is None
-    runner = CliRunner()
-    listed = runner.invoke(app, ["leases", str(store)])
+    listed = fstore("leases", str(store))
     assert listed.exit_code == 0 and "gone\tdead" in listed.output and "stale" in listed.output
     assert "busy\tlive-run" in listed.output and "live" in listed.output
-    freed = runner.invoke(app, ["leases", str(store), "--release-stale"])
+    freed = fstore("leases", str(store), "--release-stale")
     assert "freed" in freed.output
     assert [h["song_id"] for h in live.held()] == ["busy"]
-    runner.invoke(app, ["leases", str(store), "--release", "live-run"])
+    fstore("leases", str(store), "--release", "live-run")
     assert live.held() == []
 
 
 def test_songs_left_to_a_live_run_exit_3(tmp_path, fake_models):
-    from typer.testing import CliRunner
-
-    from featurestore.cli import app
 
     from .conftest import write_wav
 
@@ -134,7 +133,7 @@ def test_songs_left_to_a_live_run_exit_3(tmp_path, fake_models):
     FeatureStore(str(store), mode="a")
     other = Leases(str(store))
     assert other.acquire("a", "another-live-run") is None
-    result = CliRunner().invoke(app, ["extract", str(tmp_path / "audio"), "--store", str(store), "--models", "fake"])
+    result = fstore("extract", str(tmp_path / "audio"), "--store", str(store), "--models", "fake")
     assert result.exit_code == 3, result.output
     assert FeatureStore(str(store)).songs("fake") == ["b"]
     other.release("a", "another-live-run")

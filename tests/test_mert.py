@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ from featurestore.extractors._mert_weights import MERT_REPO, MERT_REVISION
 from featurestore.weights import sha256_file
 
 from .conftest import requires_gpu, requires_shared, shared_path
-from .helpers import TINY_CONFIG, reference_model, write_snapshot
+from .helpers import TINY_CONFIG, fstore, reference_model, write_snapshot
 
 _snapshots: dict[str, Path] = {}
 
@@ -170,15 +169,16 @@ def test_env_var_chooses_the_snapshot(monkeypatch):
 def test_offline_without_cache_fails_fast_with_a_clear_message(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "FSTORE_", "HUGGINGFACE"))}
     env.update(HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1", FSTORE_OFFLINE="1")
-    code = "from featurestore.extractors.mert import Mert\nMert().weights()"
-    start = time.perf_counter()
+    # no connection is even attempted (the hub's client would retry with back-off): any would end the process
+    code = ("import socket\n"
+            "def refuse(*args, **kwargs): raise SystemExit('tried the network')\n"
+            "socket.create_connection = socket.socket.connect = refuse\n"
+            "from featurestore.extractors.mert import Mert\nMert().weights()")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
-    seconds = time.perf_counter() - start
-    assert out.returncode != 0 and "WeightsUnavailable" in out.stderr
+    assert out.returncode != 0 and "WeightsUnavailable" in out.stderr and "tried the network" not in out.stderr
     message = out.stderr.strip().splitlines()[-1]
     for words in (MERT_REPO, MERT_REVISION, str(tmp_path / "hf" / "hub"), "--mert-model PATH", "FSTORE_MERT_MODEL"):
         assert words in message, words
-    assert seconds < 10, f"offline failure took {seconds:.1f} s"
 
 
 def test_unreachable_hub_fails_fast_without_retries(monkeypatch):
@@ -187,7 +187,10 @@ def test_unreachable_hub_fails_fast_without_retries(monkeypatch):
 
     import featurestore.extractors._mert_weights as mert_weights
 
+    attempts = []
+
     def refuse(*args, **kwargs):
+        attempts.append(args)
         raise OSError("Name or service not known")
 
     def never(*args, **kwargs):
@@ -198,10 +201,9 @@ def test_unreachable_hub_fails_fast_without_retries(monkeypatch):
     monkeypatch.setattr(mert_weights, "mert_cached_snapshot", lambda: None)
     monkeypatch.setattr(socket, "create_connection", refuse)
     monkeypatch.setattr("huggingface_hub.hf_hub_download", never)
-    start = time.perf_counter()
     with pytest.raises(WeightsUnavailable, match="cannot be reached.*--mert-model PATH"):
         Mert().weights()
-    assert time.perf_counter() - start < 5
+    assert len(attempts) == 1  # one attempt, answered at once: no retries with back-off
 
 
 def test_plan_windows_tiles_the_frames_on_the_grid():
@@ -289,10 +291,8 @@ def _states_raw(model, values: np.ndarray) -> np.ndarray:
 
 
 def test_cli_extracts_a_generated_snapshot_end_to_end(tmp_path):
-    from typer.testing import CliRunner
 
     import featurestore as fs
-    from featurestore.cli import app
 
     from .conftest import write_wav
 
@@ -300,7 +300,7 @@ def test_cli_extracts_a_generated_snapshot_end_to_end(tmp_path):
     store = tmp_path / "s.zarr"
     args = ["extract", "--audio-dir", tmp_path / "audio", "--store", store, "--models", "mert",
             "--mert-model", tiny_snapshot(), "--mert-layers", "all", "--device", "cpu"]
-    result = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+    result = fstore(*args)
     assert result.exit_code == 0, result.output
     da = fs.open_store(str(store)).load("a", "mert")
     assert da.dims == ("layer", "time", "feature") and da.shape == (3, n_frames(48000), 32)

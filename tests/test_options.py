@@ -15,7 +15,7 @@ from featurestore.extractors.openl3 import OpenL3Config
 from featurestore.options import model_configs, parse_option_texts
 
 from .conftest import write_wav
-from .test_cli import fstore
+from .helpers import fstore
 
 
 def test_every_builtin_config_field_declares_its_help():

@@ -7,20 +7,18 @@ import sys
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 import featurestore as fs
 import featurestore.run as fsrun
-from featurestore.cli import app
 from featurestore.discover import discover
 from featurestore.extractors import registry
 from featurestore.plot import note_ticks, plot_song
 from featurestore.store import FeatureStore
 
 from .conftest import write_wav
+from .helpers import fstore
 
 pytest.importorskip("matplotlib")
-runner = CliRunner()
 
 
 @pytest.fixture
@@ -55,22 +53,22 @@ def test_pitch_panel_uses_a_log_axis_with_note_names():
 
 def test_plot_command_writes_a_png(tmp_path, store):
     out = tmp_path / "p.png"
-    result = runner.invoke(app, ["plot", "song", "--store", store.url, "-o", str(out), "-m", "madmom,fake"])
+    result = fstore("plot", "song", "--store", store.url, "-o", str(out), "-m", "madmom,fake")
     assert result.exit_code == 0, result.output
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "2 panels" in result.output
-    missing = runner.invoke(app, ["plot", "nope", "--store", store.url, "-o", str(out)])
+    missing = fstore("plot", "nope", "--store", store.url, "-o", str(out))
     assert missing.exit_code == 1 and "nope" in missing.output
 
 
 def test_a_clear_message_without_matplotlib(tmp_path, store, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
-    result = runner.invoke(app, ["plot", "song", "--store", store.url, "-o", str(tmp_path / "p.png")])
+    result = fstore("plot", "song", "--store", store.url, "-o", str(tmp_path / "p.png"))
     assert result.exit_code == 1 and "[plot]" in result.output
 
 
 def test_show_summarises_each_model(store):
-    text = runner.invoke(app, ["show", "song", "--store", store.url])
+    text = fstore("show", "song", "--store", store.url)
     assert text.exit_code == 0 and "madmom" in text.stdout and "300 frames at 100 Hz" in text.stdout
-    rows = {r["group"]: r for r in json.loads(runner.invoke(app, ["show", "song", "--store", store.url, "--json"]).stdout)}
+    rows = {r["group"]: r for r in json.loads(fstore("show", "song", "--store", store.url, "--json").stdout)}
     assert rows["slow"]["frames"] == 30 and rows["fake"]["per_feature"]["rms"]["max"] > 0
     assert rows["madmom"]["fingerprint"] == store.model_attrs("madmom")["fingerprint"]

@@ -6,9 +6,7 @@ import re
 import shutil
 from pathlib import Path
 
-from typer.testing import CliRunner
-
-from featurestore.cli import app
+from .helpers import fstore
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -16,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_readme_python_example_runs(tmp_path, monkeypatch, capsys):
     shutil.copytree(ROOT / "audio_files", tmp_path / "audio_files")
     monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(app, ["extract", "--models", "madmom,crepe", "--crepe-capacity", "tiny"])
+    result = fstore("extract", "--models", "madmom,crepe", "--crepe-capacity", "tiny")
     assert result.exit_code == 0, result.output
     (example,) = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
     exec(compile(example, "README.md", "exec"), {})

@@ -11,20 +11,19 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
-from typer.testing import CliRunner
 
 import featurestore as fs
-from featurestore.cli import app
+from featurestore.errors import StoreError
 from featurestore.store import LEASES, FeatureStore
 from featurestore.validate import validate_store
 
+from .helpers import fstore
 from .conftest import write_wav
 
 PACKAGE = Path(__file__).resolve().parents[1] / "featurestore"
@@ -44,6 +43,38 @@ def _songs(audio: Path, n: int, seconds: float = 2.0) -> list[str]:
 def _arrays(store: Path) -> dict[str, np.ndarray]:
     s = FeatureStore(str(store))
     return {song: s.array("madmom", song)[...] for song in s.songs("madmom")}
+
+
+def _complete(store: Path) -> int:
+    """Songs complete in the store (0 while it does not exist yet)."""
+    try:
+        return len(FeatureStore(str(store)).songs("madmom"))
+    except StoreError:
+        return 0
+
+
+def _assert_only_complete_arrays_visible(store: Path) -> None:
+    s = FeatureStore(str(store)) if (store / "zarr.json").exists() else None
+    if s is not None:
+        for song in s.songs("madmom"):
+            assert s.array("madmom", song).attrs["complete"] is True
+
+
+def kill_at(audio: Path, store: Path, points: list[int]) -> None:
+    """SIGKILL `fstore extract` once the store holds each of ``points`` complete songs (the run then
+    computes or writes the next ones), resuming with --skip-existing each time, then finish."""
+    cmd = _extract_cmd(audio, store, "--skip-existing")
+    for point in points:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        while _complete(store) < point:
+            assert proc.poll() is None, f"the run ended before {point} songs were complete"
+            time.sleep(0.02)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        _assert_only_complete_arrays_visible(store)  # after every kill the store is valid
+    final = subprocess.run(cmd, capture_output=True, text=True)
+    assert final.returncode == 0, final.stderr
 
 
 def kill_and_resume(audio: Path, store: Path, kills: int, seed: int) -> int:
@@ -66,11 +97,7 @@ def kill_and_resume(audio: Path, store: Path, kills: int, seed: int) -> int:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             hits += 1
-        # after every kill the store is valid and shows only complete arrays
-        s = FeatureStore(str(store)) if (store / "zarr.json").exists() else None
-        if s is not None:
-            for song in s.songs("madmom"):
-                assert s.array("madmom", song).attrs["complete"] is True
+        _assert_only_complete_arrays_visible(store)  # after every kill the store is valid
     final = subprocess.run(cmd, capture_output=True, text=True)
     assert final.returncode == 0, final.stderr
     return hits
@@ -102,6 +129,16 @@ def _check_against(store: Path, ref: dict[str, np.ndarray]) -> None:
     assert validate_store(s).ok
 
 
+def test_kills_mid_run_lose_nothing(tmp_path, reference):
+    """Killed before any song is complete, then after 1, 3 and 6 (each time while computing or writing the
+    next): the resumed store equals an uninterrupted run's."""
+    audio, ref = reference
+    store = tmp_path / "killed.zarr"
+    kill_at(audio, store, [0, 1, 3, 6])
+    _check_against(store, ref)
+
+
+@pytest.mark.slow
 def test_kills_at_random_points_lose_nothing(tmp_path, reference):
     audio, ref = reference
     store = tmp_path / "killed.zarr"
@@ -189,7 +226,7 @@ def test_disk_full_stops_the_run_without_a_false_complete(tmp_path, monkeypatch)
         return real_setitem(self, key, value)
 
     monkeypatch.setattr(zarr.Array, "__setitem__", full_disk)
-    result = CliRunner().invoke(app, ["extract", "--audio-dir", str(audio), "--store", str(store), "--models", "madmom"])
+    result = fstore("extract", "--audio-dir", str(audio), "--store", str(store), "--models", "madmom")
     assert result.exit_code == 1 and "No space left" in result.output and "stopped" in result.output
     s = FeatureStore(str(store))
     assert s.songs("madmom") == ["song 01"]  # the first song is complete, the second never marked
@@ -202,7 +239,7 @@ def test_unwritable_store_is_a_clear_error(tmp_path):
     write_wav(audio / "a.wav", 0.5)
     blocker = tmp_path / "file"
     blocker.write_text("a file, not a folder")
-    result = CliRunner().invoke(app, ["extract", "--audio-dir", str(audio), "--store", str(blocker / "s.zarr"), "--models", "madmom"])
+    result = fstore("extract", "--audio-dir", str(audio), "--store", str(blocker / "s.zarr"), "--models", "madmom")
     assert result.exit_code == 1 and "s.zarr" in result.output
 
 
@@ -289,7 +326,7 @@ def test_unreadable_file_is_a_per_file_error(tmp_path, monkeypatch):
         return real(self, file, *a, **k)
 
     monkeypatch.setattr(soundfile.SoundFile, "__init__", denied)
-    result = CliRunner().invoke(app, ["extract", "--audio-dir", str(audio), "--store", str(tmp_path / "s.zarr"), "--models", "madmom"])
+    result = fstore("extract", "--audio-dir", str(audio), "--store", str(tmp_path / "s.zarr"), "--models", "madmom")
     assert result.exit_code == 1 and "Permission denied" in result.output
     assert fs.open_store(str(tmp_path / "s.zarr")).songs("madmom") == ["ok"]
 

@@ -14,7 +14,7 @@ from featurestore.read import open_store
 from featurestore.store import FeatureStore
 
 from .conftest import write_wav
-from .fakes import assert_same_contents, computes, counted_contents, counted_env, counted_run
+from .fakes import GATE_ENV, assert_same_contents, computes, counted_contents, counted_env, counted_run
 
 pytest.importorskip("s3fs", reason="s3fs is not installed (pip install 'fstore[s3]')")
 pytest.importorskip("moto.server", reason="moto[server] is not installed (the test extra)")
@@ -127,13 +127,27 @@ def test_a_run_killed_on_s3_resumes_to_the_same_store(tmp_path, s3, counted_refe
 
 def test_two_runs_on_s3_compute_each_song_once(tmp_path, s3, counted_reference):
     import subprocess
+    import time
     from collections import Counter
 
     audio, want = counted_reference
     url, log = "s3://fstore-test/twice.zarr", tmp_path / "log"
     env = _s3_env(s3, log, 0.2)
-    runs = [subprocess.Popen(counted_run(audio, url), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                             text=True) for _ in range(2)]
+    # the first run waits inside its first song until the second has computed one: they overlap, whatever the
+    # machine's speed
+    gate = tmp_path / "second-run-computes"
+    first = subprocess.Popen(counted_run(audio, url), env={**env, GATE_ENV: str(gate)}, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+    while not (log.exists() and computes(log)):
+        assert first.poll() is None, first.stderr.read()
+        time.sleep(0.02)
+    second = subprocess.Popen(counted_run(audio, url), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True)
+    while {pid for _, pid, _ in computes(log)} != {first.pid, second.pid}:
+        assert second.poll() is None, second.stderr.read()
+        time.sleep(0.02)
+    gate.touch()
+    runs = [first, second]
     for run in runs:
         _, err = run.communicate(timeout=300)
         assert run.returncode in (0, 3), err  # 3: songs left to the other, live run

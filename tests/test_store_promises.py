@@ -13,11 +13,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 import xarray as xr
-from typer.testing import CliRunner
 
 import featurestore as fs
 import featurestore.run as fsrun
-from featurestore.cli import app
 from featurestore.discover import discover
 from featurestore.extractors import registry
 from featurestore.extractors.base import TimeAxis
@@ -25,13 +23,10 @@ from featurestore.store import SCHEMA_VERSION, FeatureStore
 from featurestore.validate import schema_errors
 
 from .conftest import write_wav
+from .helpers import fstore
 
 DATA = Path(__file__).parent / "data"
-runner = CliRunner()
 
-
-def fstore(*args):
-    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 
 def _loaded(*names, **options):

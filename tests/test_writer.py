@@ -16,8 +16,7 @@ from featurestore.store import FeatureStore
 from featurestore.run.writer import Writer, when_done, writer_threads
 
 from .conftest import write_wav
-from .helpers import loaded_models
-from .test_execution import Events
+from .helpers import Events, loaded_models
 
 
 def test_a_submit_waits_while_the_budget_is_full():
