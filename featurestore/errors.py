@@ -69,3 +69,27 @@ class ConfigurationMismatch(FstoreError):
         super().__init__("\n".join(lines))
         self.group = group
         self.differences = differences
+
+
+class CorruptArray(StoreError):
+    """A stored array that cannot be read as written: a chunk missing, a checksum mismatch, bytes that do not
+    decode, or metadata that cannot be read. Never read as zeros: the message names the store, the group,
+    the song, the chunk and the cause, and ``fstore validate --fix`` then ``fstore extract`` recompute it."""
+
+    #: the causes, as they are named in messages and reports
+    CAUSES = ("missing chunk", "checksum mismatch", "undecodable bytes", "unreadable metadata", "shape mismatch")
+
+    def __init__(self, store: str, group: str, song_id: str, cause: str, chunk: str | None = None,
+                 detail: str = "") -> None:
+        where = f"{store}: {group}/{song_id}" + (f", chunk {chunk}" if chunk else "")
+        super().__init__(f"{where}: damaged ({cause}{': ' + detail if detail else ''})")
+        self.store, self.group, self.song_id, self.cause, self.chunk, self.detail = store, group, song_id, cause, chunk, detail
+
+    @property
+    def what(self) -> str:
+        """The cause, the chunk and the detail, without the store and song (a report lists those apart)."""
+        return self.cause + (f" in chunk {self.chunk}" if self.chunk else "") + (f": {self.detail}" if self.detail else "")
+
+
+class DamagedSongsWarning(UserWarning):
+    """A collection (``pooled``, ``stack``) left out damaged songs; the warning names each and why."""

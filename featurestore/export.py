@@ -25,7 +25,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ._atomic import atomic_path
+from .errors import CorruptArray
 from .store import FAILURES, ReadBackend
+from .store.backend import songs_and_damage
 from .store.attributes import encode
 from .store.failures import failure_node
 
@@ -45,6 +47,11 @@ def write_npy(output_base: str | Path, model: str, song_id: str, data: np.ndarra
 class ExportReport:
     written: dict[str, int] = field(default_factory=dict)
     kept: dict[str, int] = field(default_factory=dict)  # already there, not overwritten
+    damaged: list[CorruptArray] = field(default_factory=list)  # left out: no file is written for them
+
+    @property
+    def ok(self) -> bool:
+        return not self.damaged
 
 
 def export_npy(store: ReadBackend, output_base: str | Path, models: Sequence[str] | None = None,
@@ -61,21 +68,27 @@ def export_npy(store: ReadBackend, output_base: str | Path, models: Sequence[str
     report = ExportReport()
     for model in models or available:
 
-        def one(song_id: str, model: str = model) -> tuple[dict[str, Any], bool]:
-            """Export one song: (its index row, whether a file was written)."""
-            arr = store.array(model, song_id)
-            row = index_row(song_id, arr.attrs, arr.shape)
-            if (output_base / model / f"{song_id}.npy").exists() and not overwrite:
-                return row, False
-            write_npy(output_base, model, song_id, arr[...])
+        def one(song_id: str, model: str = model) -> tuple[dict[str, Any], bool] | CorruptArray:
+            """Export one song: (its index row, whether a file was written), or why it is damaged."""
+            try:
+                arr = store.array(model, song_id)
+                row = index_row(song_id, arr.attrs, arr.shape)
+                if (output_base / model / f"{song_id}.npy").exists() and not overwrite:
+                    return row, False
+                write_npy(output_base, model, song_id, arr[...])  # read whole before any file is opened
+            except CorruptArray as e:
+                return e
             return row, True
 
+        songs, report_damaged = songs_and_damage(store, model)
         # songs overlap their reads (store round trips) and fsyncs; the work per song is small
         with ThreadPoolExecutor(EXPORT_THREADS) as pool:
-            done = list(pool.map(one, store.songs(model)))
-        report.written[model] = sum(written for _, written in done)
-        report.kept[model] = len(done) - report.written[model]
-        write_index(output_base / model / INDEX, [row for row, _ in done])
+            done = list(pool.map(one, songs))
+        report.damaged += report_damaged + [d for d in done if isinstance(d, CorruptArray)]
+        exported = [d for d in done if not isinstance(d, CorruptArray)]
+        report.written[model] = sum(written for _, written in exported)
+        report.kept[model] = len(exported) - report.written[model]
+        write_index(output_base / model / INDEX, [row for row, _ in exported])
     return report
 
 
@@ -102,8 +115,9 @@ def write_index(dest: Path, rows: Sequence[dict[str, Any]]) -> None:
         writer.writerows(sorted(rows, key=lambda r: r["song_id"]))
 
 
-#: gzip is the compression every HDF5 reader has; level 4 and byte shuffle as for the Zarr store
-_DATASET_OPTIONS = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
+#: gzip is the compression every HDF5 reader has; level 4 and byte shuffle as for the Zarr store; Fletcher-32
+#: checksums every chunk, as crc32c does in the Zarr store
+_DATASET_OPTIONS = {"compression": "gzip", "compression_opts": 4, "shuffle": True, "fletcher32": True}
 
 
 def _put_attrs(node: Any, attrs: Mapping[str, Any]) -> None:
@@ -112,11 +126,12 @@ def _put_attrs(node: Any, attrs: Mapping[str, Any]) -> None:
 
 
 def export_hdf5(store: ReadBackend, out: str | os.PathLike[str], models: Sequence[str] | None = None,
-                overwrite: bool = False) -> dict[str, int]:
+                overwrite: bool = False) -> ExportReport:
     """Write the complete arrays of ``models`` (default: all), their group attributes and the
     recorded failures into one HDF5 file, atomically (a temporary file renamed at the end).
 
-    Returns the number of songs written per model. Refuses to replace ``out`` unless ``overwrite``.
+    Every dataset carries HDF5's Fletcher-32 checksum. A damaged song is left out of the file and named
+    in the report. Refuses to replace ``out`` unless ``overwrite``.
     """
     import h5py
 
@@ -127,18 +142,25 @@ def export_hdf5(store: ReadBackend, out: str | os.PathLike[str], models: Sequenc
     unknown = [m for m in models or [] if m not in available]
     if unknown:
         raise KeyError(f"model(s) {', '.join(unknown)} not in {store.url}; it has: {', '.join(available) or 'none'}")
-    written: dict[str, int] = {}
+    report = ExportReport()
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as h5:
         _put_attrs(h5, store.root_attrs())
         for model in models or available:
             group = h5.create_group(model)
             _put_attrs(group, store.model_attrs(model))
-            written[model] = 0
-            for song in store.songs(model):
-                arr = store.array(model, song)
-                ds = group.create_dataset(song, data=arr[...], chunks=arr.chunks, **_DATASET_OPTIONS)
+            report.written[model] = 0
+            songs, damaged = songs_and_damage(store, model)
+            report.damaged += damaged
+            for song in songs:
+                try:
+                    arr = store.array(model, song)
+                    data = arr[...]  # read whole before its dataset exists: a damaged song leaves nothing
+                except CorruptArray as e:
+                    report.damaged.append(e)
+                    continue
+                ds = group.create_dataset(song, data=data, chunks=arr.chunks, **_DATASET_OPTIONS)
                 _put_attrs(ds, arr.attrs)
-                written[model] += 1
+                report.written[model] += 1
             for failure in store.failures(model):
                 _put_attrs(h5.require_group(f"{FAILURES}/{model}/{failure_node(failure['song_id'])}"), failure)
-    return written
+    return report

@@ -71,7 +71,7 @@ def plot_song(reader: StoreReader, song_id: str, models: Sequence[str] | None = 
               start: float | None = None, end: float | None = None) -> Any:
     """One matplotlib Figure, one panel per model (in ``models`` order), sharing the time axis."""
     plt = _pyplot()
-    groups = [m for m in (models or reader.models()) if song_id in reader.songs(m)]
+    groups = [m for m in (models or reader.models()) if reader.has(song_id, m)]
     if not groups:
         raise KeyError(f"song {song_id!r} has no complete features in {reader.url}")
     arrays = {g: reader.load(song_id, g, start=start, end=end) for g in groups}
@@ -135,7 +135,7 @@ def describe_song(reader: StoreReader, song_id: str, models: Sequence[str] | Non
     """Per model: frames, rate, duration, value ranges and fingerprint of one song (``fstore show``)."""
     rows = []
     for group in models or reader.models():
-        if song_id not in reader.songs(group):
+        if not reader.has(song_id, group):
             continue
         da = reader.load(song_id, group)
         attrs = decode_attrs(da.attrs)

@@ -20,13 +20,18 @@ are; every other value (the ``source`` dict, lists, booleans, None) is JSON text
 
 from __future__ import annotations
 
+import json
 import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from .clock import TimeAxis
+from .errors import CorruptArray, DamagedSongsWarning
 from .store import ReadBackend, open_backend
+from .store.backend import COMPLETE, DAMAGED, INCOMPLETE, songs_and_damage
 from .store.attributes import decode as decode_attrs, encode as encode_attrs
 
 ALIGN_METHODS = ("nearest", "linear")
@@ -73,6 +78,11 @@ class StoreReader:
     def models(self) -> list[str]:
         """Models with at least a group in the store."""
         return self.backend.models()
+
+    def has(self, song_id: str, model: str) -> bool:
+        """Whether ``model`` holds an array for ``song_id`` that a read should give: a complete one, or a damaged
+        one (reading it raises :class:`~featurestore.errors.CorruptArray`, naming the damage)."""
+        return self.backend.states(model).get(song_id) in (COMPLETE, DAMAGED)
 
     def songs(self, model: str | None = None) -> list[str]:
         """Song ids with a complete array for ``model`` (or for any model when None)."""
@@ -241,10 +251,11 @@ class StoreReader:
         out: dict[str, Any] = {"url": self.url, "models": {}, "failures": len(failures)}
         for model in self.models():
             attrs = self.model_attrs(model)
-            complete = list(self.backend.song_states(model).values())
+            states = list(self.backend.states(model).values())
             out["models"][model] = {
-                "songs": sum(complete),
-                "incomplete": len(complete) - sum(complete),
+                "songs": states.count(COMPLETE),
+                "incomplete": states.count(INCOMPLETE),
+                "damaged": states.count(DAMAGED),
                 "failed": sum(f["model"] == model for f in failures),
                 "frame_rate_hz": attrs.get("frame_rate_hz"),
                 "hop_s": attrs.get("hop_s"),
@@ -262,34 +273,42 @@ class StoreReader:
 
         Returns an ``xr.DataArray`` with dims ``("song", ...)``: the stored dims without
         ``time`` (MERT with several layers keeps ``layer``), float32, a ``song`` coordinate
-        and ``n_frames`` per song. Computed out of core with dask, chunk by chunk: memory
-        holds a few chunks (4 MiB each) and the result, however large the store.
+        and ``n_frames`` per song. Each song is reduced one time chunk at a time, in float64
+        (several songs at once in threads): memory holds a few chunks (4 MiB each) and the result,
+        however large the store. A damaged song is left out, named in a
+        :class:`~featurestore.errors.DamagedSongsWarning` and in the ``damaged_songs`` attribute.
         """
-        import dask
-        import dask.array as da
         import xarray as xr
 
         if stat not in POOL_STATS:
             raise ValueError(f"stat must be one of {POOL_STATS}, not {stat!r}")
-        songs = list(songs) if songs is not None else self.songs(model)
-        if not songs:
+        songs, listed_damage = (list(songs), []) if songs is not None else songs_and_damage(self.backend, model)
+        if not songs and not listed_damage:
             raise KeyError(f"no complete {model!r} songs in {self.url}")
-        first = self.load(songs[0], model, lazy=True)
-        axis = first.dims.index("time")
-        lazies, lengths = [], []
-        for song in songs:
-            arr = self.backend.array(model, song)
-            if arr is None:
-                raise KeyError(f"no complete {model!r} features for song {song!r} in {self.url}")
-            x = da.from_array(arr, chunks=arr.chunks).astype(np.float64)
-            lazies.append(getattr(da, stat)(x, axis=axis).astype(np.float32))
-            lengths.append(arr.shape[axis])
-        values = np.stack(dask.compute(*lazies))
+
+        def one(song: str) -> tuple[np.ndarray, int] | CorruptArray:
+            try:
+                arr = self.backend.array(model, song)
+                if arr is None:
+                    raise KeyError(f"no complete {model!r} features for song {song!r} in {self.url}")
+                return _pool(arr, stat), arr.shape[arr.dims.index("time")]
+            except CorruptArray as e:
+                return e
+
+        with ThreadPoolExecutor(POOL_THREADS) as pool:
+            done = dict(zip(songs, pool.map(one, songs)))
+        kept = [s for s in songs if not isinstance(done[s], CorruptArray)]
+        damaged = _warn_damaged(model, listed_damage + [done[s] for s in songs if isinstance(done[s], CorruptArray)])
+        if not kept:
+            raise KeyError(f"no readable {model!r} songs in {self.url} (damaged: {', '.join(damaged)})")
+        first = self.load(kept[0], model, start=0.0, end=0.0)  # the coordinates and attributes, no frame read
         dims = ("song",) + tuple(d for d in first.dims if d != "time")
         coords = {d: first.coords[d].values for d in dims[1:] if d in first.coords}
-        coords.update(song=songs, n_frames=("song", np.asarray(lengths)))
+        coords.update(song=kept, n_frames=("song", np.asarray([done[s][1] for s in kept])))
         attrs = {k: first.attrs[k] for k in ("model", "hop_s", "frame_rate_hz", "fingerprint") if k in first.attrs}
-        return xr.DataArray(values, dims=dims, coords=coords, name=f"{model}_{stat}", attrs={**attrs, "stat": stat})
+        attrs.update(stat=stat, **({"damaged_songs": json.dumps(damaged)} if damaged else {}))
+        values = np.stack([done[s][0] for s in kept]).astype(np.float32)
+        return xr.DataArray(values, dims=dims, coords=coords, name=f"{model}_{stat}", attrs=attrs)
 
     def similar(self, song_id: str, group: str, k: int = 10, stat: str = "mean", layer: int | None = None,
                 exclude_self: bool = True):
@@ -311,10 +330,19 @@ class StoreReader:
         """
         import xarray as xr
 
-        songs = list(songs) if songs is not None else self.songs(model)
-        if not songs:
+        songs, damaged = (list(songs), []) if songs is not None else songs_and_damage(self.backend, model)
+        if not songs and not damaged:
             raise KeyError(f"no complete {model!r} songs in {self.url}")
-        arrays = [self.load(s, model).transpose("time", ...) for s in songs]
+        loaded = {}
+        for song in songs:
+            try:
+                loaded[song] = self.load(song, model).transpose("time", ...)
+            except CorruptArray as e:
+                damaged.append(e)
+        names = _warn_damaged(model, damaged)
+        songs, arrays = list(loaded), list(loaded.values())
+        if not arrays:
+            raise KeyError(f"no readable {model!r} songs in {self.url} (damaged: {', '.join(names)})")
         longest = max(a.sizes["time"] for a in arrays)
         out = np.full((len(arrays), longest) + arrays[0].shape[1:], np.nan, dtype=np.float32)
         for i, a in enumerate(arrays):
@@ -324,8 +352,9 @@ class StoreReader:
         coords = {d: arrays[0].coords[d].values for d in dims[2:] if d in arrays[0].coords}
         coords.update(song=songs, time=("time", axis.times(longest), {"units": "s"}),
                       length=("song", np.asarray([a.sizes["time"] for a in arrays])))
+        attrs = {k: arrays[0].attrs[k] for k in ("model", "hop_s", "t0_s", "frame_rate_hz") if k in arrays[0].attrs}
         return xr.DataArray(out, dims=dims, coords=coords, name=model,
-                            attrs={k: arrays[0].attrs[k] for k in ("model", "hop_s", "t0_s", "frame_rate_hz") if k in arrays[0].attrs})
+                            attrs={**attrs, **({"damaged_songs": json.dumps(names)} if names else {})})
 
 
 def _align(da_, target, method: str):
@@ -334,3 +363,38 @@ def _align(da_, target, method: str):
         return da_.interp(time=target.values, method="linear").assign_coords(time=target)
     hop = float(da_.attrs.get("hop_s", 0.0))
     return da_.reindex(time=target.values, method="nearest", tolerance=hop / 2 + 1e-9).assign_coords(time=target)
+
+
+#: songs reduced at once by :meth:`StoreReader.pooled` (reads and decompression release the GIL)
+POOL_THREADS = 8
+
+
+def _pool(arr: Any, stat: str) -> np.ndarray:
+    """``stat`` over the time axis of a stored array, read one time chunk at a time, in float64."""
+    axis = arr.dims.index("time")
+    n, step = arr.shape[axis], arr.chunks[axis]
+    count, mean, m2, low, high = 0, 0.0, 0.0, None, None
+    for start in range(0, n, step):
+        block = arr[tuple(slice(start, start + step) if i == axis else slice(None) for i in range(arr.ndim))]
+        block = block.astype(np.float64)
+        if stat in ("mean", "std"):  # Chan et al.'s pairwise update: stable for long songs
+            k, block_mean = block.shape[axis], block.mean(axis=axis)
+            delta = block_mean - mean
+            total = count + k
+            m2 = m2 + ((block - np.expand_dims(block_mean, axis)) ** 2).sum(axis=axis) + delta**2 * count * k / total
+            mean, count = mean + delta * k / total, total
+        else:
+            low = block.min(axis=axis) if low is None else np.minimum(low, block.min(axis=axis))
+            high = block.max(axis=axis) if high is None else np.maximum(high, block.max(axis=axis))
+    if n == 0:
+        shape = tuple(s for i, s in enumerate(arr.shape) if i != axis)
+        return np.full(shape, np.nan)
+    return {"mean": lambda: mean, "std": lambda: np.sqrt(m2 / count), "min": lambda: low, "max": lambda: high}[stat]()
+
+
+def _warn_damaged(model: str, damaged: Sequence[CorruptArray]) -> list[str]:
+    """Name the damaged songs a collection left out (a warning), and return their ids."""
+    if damaged:
+        warnings.warn(f"{model}: {len(damaged)} damaged song(s) left out: " + "; ".join(str(e) for e in damaged),
+                      DamagedSongsWarning, stacklevel=3)
+    return [e.song_id for e in damaged]

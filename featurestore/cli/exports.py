@@ -9,7 +9,9 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import StoreError
-from .app import StoreArgument, StoreOption, app, fail, out, split_names, store_url
+from rich.markup import escape
+
+from .app import StoreArgument, StoreOption, app, console, fail, out, split_names, store_url
 
 
 @app.command("export-npy")
@@ -32,6 +34,17 @@ def export_npy(
     for model, n in report.written.items():
         kept = report.kept[model]
         out.print(f"{model}: {n} written to {output_base / model}" + (f", {kept} kept (use --overwrite)" if kept else ""))
+    _name_damaged(report)
+
+
+def _name_damaged(report) -> None:
+    """Each damaged song left out, and exit 1 when there is one (the others were exported)."""
+    for e in report.damaged:
+        console.print(f"[red]damaged, not exported[/] {escape(str(e))}")
+    if report.damaged:
+        console.print(f"[red]{len(report.damaged)} damaged song(s) left out[/]: `fstore validate --fix` removes them "
+                      "and `fstore extract` recomputes them")
+        raise typer.Exit(1)
 
 
 @app.command("export-hdf5")
@@ -48,8 +61,9 @@ def export_hdf5(
 
     start = time.perf_counter()
     try:
-        written = do_export(open_backend(store_url(None, store)), out_file, split_names(models), overwrite=overwrite)
+        report = do_export(open_backend(store_url(None, store)), out_file, split_names(models), overwrite=overwrite)
     except (StoreError, KeyError, FileExistsError) as e:
         fail(e)
-    out.print(f"{out_file}: " + ", ".join(f"{m} {n} songs" for m, n in written.items())
+    out.print(f"{out_file}: " + ", ".join(f"{m} {n} songs" for m, n in report.written.items())
               + f" in {time.perf_counter() - start:.1f} s")
+    _name_damaged(report)

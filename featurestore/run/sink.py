@@ -83,8 +83,8 @@ def store_outcome(store: FeatureStore, options: RunOptions, file: AudioFile, ext
         store.record_failure(group, file.song_id, outcome.reason, outcome.error_type, described.source)
         return Result(file.song_id, group, "failed", seconds, error=outcome.reason, path=file.relative)
     try:
-        attrs = array_attributes(ext.describe(), ext.dims, described.n_samples, described.duration_s or 0.0,
-                                 described.source or {}, options.dtype)
+        attrs = array_attributes(ext.describe(), ext.dims, outcome.shape, described.n_samples,
+                                 described.duration_s or 0.0, described.source or {}, options.dtype)
         store.write(group, file.song_id, outcome, attrs)
         store.clear_failure(group, file.song_id)
     except StoreError:

@@ -12,10 +12,12 @@ import numpy as np
 
 from ..errors import InvalidSongId
 
-#: 2 added: the group's ``dtype`` (float32 or float16 storage) and ``group`` name (``--as``); schema-1
-#: stores are read as they are and upgraded in place (attributes only) the first time a run writes to them
-SCHEMA_VERSION = 2
-READABLE_SCHEMAS = (1, 2)
+#: 2 added the group's ``dtype`` (float32 or float16 storage) and ``group`` name (``--as``); 3 gives every new
+#: array a crc32c checksum per chunk, NaN as fill value (a missing chunk never reads as zeros) and every chunk
+#: written (none is left out for equalling the fill value). Stores of older schemas are read as they are and
+#: upgraded in place (root attributes only; their arrays stay as written) the first time a run writes to them
+SCHEMA_VERSION = 3
+READABLE_SCHEMAS = (1, 2, 3)
 
 #: where failures are recorded (:mod:`.failures`) and leases taken (:mod:`.leases`); no song id may take them
 FAILURES = "_failures"
@@ -32,6 +34,8 @@ CHUNK_BYTES = 4 << 20
 #: the four models' outputs (zstd 0/1/3/9 alone, Blosc zstd 3/5 with byte or bit shuffle, lz4) at a write cost
 #: far below any model's compute (README, "Storage size")
 COMPRESSORS = ({"name": "blosc", "configuration": {"cname": "zstd", "clevel": 5, "shuffle": "shuffle"}},)
+#: after compression, a crc32c checksum of each chunk's bytes (Zarr v3's crc32c codec): damage is detected on read
+CHECKSUM = {"name": "crc32c"}
 
 _FORBIDDEN_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
 

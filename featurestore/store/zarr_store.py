@@ -24,17 +24,19 @@ of models: attributes come built (:mod:`.attributes`).
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+import itertools
+import os
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import ConfigurationMismatch, InvalidSongId, StoreError
-from ._listing import node_metadata, prefix_size
+from ..errors import ConfigurationMismatch, CorruptArray, InvalidSongId, StoreError
+from ._listing import CHUNKS, DAMAGED, node_metadata, parse, prefix_size
 from .attributes import configuration_differences, configuration_key
-from .backend import Capabilities, StoredArray
+from .backend import COMPLETE, DAMAGED as DAMAGED_STATE, INCOMPLETE, Capabilities, StoredArray
 from .failures import Failures
-from .layout import COMPRESSORS, READABLE_SCHEMAS, RESERVED, SCHEMA_VERSION, STORAGE_DTYPES, now_iso, time_chunk, \
-    validate_song_id
+from .layout import CHECKSUM, COMPRESSORS, READABLE_SCHEMAS, RESERVED, SCHEMA_VERSION, STORAGE_DTYPES, now_iso, \
+    time_chunk, validate_song_id
 from .leases import Leases, has_exclusive_create
 
 #: how a store is opened: ``r`` reads an existing store, ``r+`` also writes to it, ``a`` writes to it or
@@ -196,31 +198,56 @@ class FeatureStore:
         return prefix_size(self._root, model)
 
     # -- songs -----------------------------------------------------------------------------------
-    def song_states(self, model: str) -> dict[str, bool]:
-        """Every array of ``model``: song id → complete (an unreadable array metadata counts as incomplete).
-
-        Reads the arrays' metadata in bulk (:mod:`._listing`) rather than opening node by node."""
+    def _arrays(self, model: str) -> dict[str, dict[str, Any] | None]:
+        """Every array node of ``model``: song id → its metadata document (None: an interrupted write), read in
+        bulk (:mod:`._listing`) rather than node by node."""
         try:
             nodes = node_metadata(self._root, model)
         except OSError as e:
             raise StoreError(f"{self.url}/{model}: cannot list ({e})") from e
-        return {name: doc is not None and (doc.get("attributes") or {}).get("complete") is True
-                for name, doc in nodes.items() if doc is None or doc.get("node_type") == "array"}
+        return {name: doc for name, doc in nodes.items() if doc is None or doc.get("node_type") == "array"}
+
+    def states(self, model: str) -> dict[str, str]:
+        """Every array of ``model``: song id → "complete", "incomplete" (an interrupted write) or "damaged"
+        (metadata that cannot be read, or chunks without it)."""
+        return {name: DAMAGED_STATE if doc is not None and DAMAGED in doc else
+                COMPLETE if doc is not None and (doc.get("attributes") or {}).get("complete") is True else INCOMPLETE
+                for name, doc in self._arrays(model).items()}
+
+    def song_states(self, model: str) -> dict[str, bool]:
+        """Every array of ``model``: song id → complete."""
+        return {name: state == COMPLETE for name, state in self.states(model).items()}
 
     def songs(self, model: str, complete_only: bool = True) -> list[str]:
         """Song ids stored for ``model`` (only complete arrays unless ``complete_only=False``)."""
         return sorted(song for song, complete in self.song_states(model).items() if complete or not complete_only)
 
+    def damaged(self, model: str) -> dict[str, str]:
+        """Arrays of ``model`` whose metadata cannot be read (junk over ``zarr.json``, or chunks without it):
+        song id → cause. An interrupted write is not damage: it is incomplete."""
+        return {name: doc[DAMAGED] for name, doc in self._arrays(model).items() if doc is not None and DAMAGED in doc}
+
     def array(self, model: str, song_id: str, complete_only: bool = True) -> StoredArray | None:
-        """The array of (model, song), or None when absent, unreadable or (by default) incomplete."""
+        """The array of (model, song), or None when absent or (by default) incomplete.
+
+        Raises :class:`CorruptArray` when its metadata cannot be read; with ``complete_only`` (what readers
+        ask for) also when its chunks lie in the store without it. Its reads raise :class:`CorruptArray`
+        for a missing chunk, a checksum mismatch or bytes that do not decode.
+        """
         import zarr
 
-        path = f"{model}/{validate_song_id(song_id)}"
+        sid = validate_song_id(song_id)
+        path = f"{model}/{sid}"
         try:
             node = self._root[path]
         except KeyError:
+            if complete_only and self._has_chunks(path):
+                raise CorruptArray(self.url, model, sid, "unreadable metadata", detail="zarr.json is missing") from None
             return None
-        except (ValueError, TypeError):  # truncated or invalid metadata from an interrupted write
+        except (ValueError, TypeError) as e:  # metadata that zarr cannot parse: interrupted, or damaged
+            doc = parse(self._raw(f"{path}/zarr.json"))
+            if doc is not None and DAMAGED in doc:
+                raise CorruptArray(self.url, model, sid, "unreadable metadata", detail=str(e)) from e
             return None
         except OSError as e:  # permissions, network: not "absent", or caching would recompute everything
             raise StoreError(f"{self.url}/{path}: cannot read ({e})") from e
@@ -229,9 +256,71 @@ class FeatureStore:
         attrs = node.attrs.asdict()
         if complete_only and attrs.get("complete") is not True:
             return None
+        if "shape" in attrs and list(attrs["shape"]) != list(node.shape):
+            raise CorruptArray(self.url, model, sid, "shape mismatch",
+                               detail=f"its metadata gives shape {list(node.shape)}, it was written as {attrs['shape']}")
         names = node.metadata.dimension_names
-        return StoredArray(f"{self.url}/{path}", node.shape, node.dtype, node.chunks, attrs, node.__getitem__,
-                           tuple(names) if names is not None else None)
+        return StoredArray(f"{self.url}/{path}", node.shape, node.dtype, node.chunks, attrs,
+                           _DamageNamingReader(self, node, model, sid), tuple(names) if names is not None else None)
+
+    def _raw(self, key: str) -> bytes | None:
+        """The bytes stored at ``key`` (below the root), or None."""
+        from zarr.core.buffer import default_buffer_prototype
+        from zarr.core.sync import sync
+
+        full = f"{self._root.store_path.path}/{key}".lstrip("/")
+        buf = sync(self._root.store.get(full, prototype=default_buffer_prototype()))
+        return None if buf is None else buf.to_bytes()
+
+    def _has_chunks(self, path: str) -> bool:
+        """Whether chunk keys lie under ``path`` (an array's data without its metadata)."""
+        from zarr.core.sync import sync
+
+        prefix = f"{self._root.store_path.path}/{path}/{CHUNKS}/".lstrip("/")
+
+        async def first() -> bool:
+            async for _ in self._root.store.list_prefix(prefix):
+                return True
+            return False
+
+        return sync(first())
+
+    def chunks_beyond_shape(self, model: str, song_id: str) -> list[str]:
+        """Chunk keys stored under an array that lie outside the chunk grid its metadata gives (its shape was
+        changed, or chunks of another array were put there): metadata that disagrees with the data."""
+        import zarr
+
+        path = f"{model}/{validate_song_id(song_id)}"
+        node = self._root[path]
+        if not isinstance(node, zarr.Array):
+            return []
+        grid = [-(-n // c) for n, c in zip(node.shape, node.chunks)]
+        prefix = f"{self._root.store_path.path}/{path}/{CHUNKS}/".lstrip("/")
+        from zarr.core.sync import sync
+
+        async def listed() -> list[str]:
+            return [k async for k in self._root.store.list_prefix(prefix)]
+
+        beyond = []
+        for key in sync(listed()):
+            parts = key[len(prefix):].split("/")
+            if len(parts) != len(grid) or not all(p.isdigit() for p in parts) or \
+                    any(int(p) >= g for p, g in zip(parts, grid)):
+                beyond.append(f"{path}/{CHUNKS}/{key[len(prefix):]}")
+        return sorted(beyond)
+
+    def chunks_present(self, keys: Sequence[str]) -> list[bool]:
+        """Whether each chunk key (below the root) exists in the store."""
+        from zarr.core.common import concurrent_map
+        from zarr.core.sync import sync
+        from zarr.storage import LocalStore
+
+        base = self._root.store_path.path
+        full = [f"{base}/{k}".lstrip("/") for k in keys]
+        store = self._root.store
+        if isinstance(store, LocalStore):
+            return [os.path.exists(os.path.join(store.root, k)) for k in full]
+        return list(sync(concurrent_map([(k,) for k in full], store.exists)))
 
     def song_attrs(self, model: str, song_id: str) -> dict[str, Any] | None:
         """A song's array attributes, complete or not (None when there is no array)."""
@@ -260,7 +349,9 @@ class FeatureStore:
                 shape=data.shape,
                 dtype=dtype,
                 chunks=time_chunk(data.shape, dims.index("time"), data.itemsize),
-                compressors=COMPRESSORS,
+                compressors=(*COMPRESSORS, CHECKSUM),
+                fill_value=np.nan,  # a chunk that goes missing reads as NaN, never as plausible zeros
+                config={"write_empty_chunks": True},  # every chunk is stored: a missing one is always damage
                 dimension_names=dims,
                 attributes=dict(attrs),
                 overwrite=True,
@@ -284,9 +375,14 @@ class FeatureStore:
             raise InvalidSongId(f"song id {sid!r} is also a folder of songs; rename the file or the folder")
 
     def remove(self, model: str, song_id: str) -> None:
-        path = f"{model}/{validate_song_id(song_id)}"
-        if path in self._root:
-            del self._root[path]
+        """Delete a song's array, whatever state its metadata is in (an interrupted or a damaged one too)."""
+        from zarr.core.sync import sync
+
+        path = f"{self._root.store_path.path}/{model}/{validate_song_id(song_id)}".lstrip("/")
+        try:
+            sync(self._root.store.delete_dir(path))
+        except OSError as e:
+            raise StoreError(f"cannot remove {model}/{song_id} from {self.url}: {e}") from e
 
     # -- failures (a unit of their own: failures.py) ---------------------------------------------
     def record_failure(self, model: str, song_id: str, error: str, error_type: str, source: Mapping[str, Any] | None) -> None:
@@ -308,3 +404,83 @@ class FeatureStore:
         if self._leases is None:
             self._leases = Leases(self.url, self.storage_options, self.capabilities)
         return self._leases
+
+
+class _DamageNamingReader:
+    """Reads of one Zarr array that never return damage as numbers: a chunk missing, a checksum that does
+    not match, or bytes that do not decode raise :class:`CorruptArray` naming the chunk.
+
+    A missing chunk reads as the fill value (NaN for arrays of schema 3, 0 before), so only a chunk whose
+    values read back as nothing but the fill value is looked up in the store: a normal read costs no
+    extra request. A decode failure is traced to its chunk by reading the touched chunks one by one.
+    """
+
+    def __init__(self, store: FeatureStore, node: Any, group: str, song_id: str) -> None:
+        self.store, self.node, self.group, self.song_id = store, node, group, song_id
+
+    def __call__(self, index: Any) -> np.ndarray:
+        touched = _touched_chunks(self.node.shape, self.node.chunks, index)
+        try:
+            values = np.asarray(self.node[index])
+        except (ValueError, RuntimeError, TypeError) as e:
+            raise self._locate(touched, e) from e
+        suspects = [c for c in touched if _only_fill(self.node, index, values, c)]
+        if suspects:
+            keys = [self._key(c) for c in suspects]
+            for key, present in zip(keys, self.store.chunks_present(keys)):
+                if not present:
+                    raise CorruptArray(self.store.url, self.group, self.song_id, "missing chunk", key)
+        return values
+
+    def _key(self, coords: tuple[int, ...]) -> str:
+        return f"{self.node.path}/{self.node.metadata.chunk_key_encoding.encode_chunk_key(coords)}"
+
+    def _locate(self, touched: list[tuple[int, ...]], error: Exception) -> CorruptArray:
+        """The chunk whose read fails, and why (checksum mismatch or undecodable bytes)."""
+        for coords in touched:
+            try:
+                self.node.get_block_selection(coords)
+            except (ValueError, RuntimeError, TypeError) as e:
+                cause = "checksum mismatch" if "checksum" in str(e).lower() else "undecodable bytes"
+                return CorruptArray(self.store.url, self.group, self.song_id, cause, self._key(coords), str(e))
+        return CorruptArray(self.store.url, self.group, self.song_id, "undecodable bytes", detail=str(error))
+
+
+def _normalized(index: Any, ndim: int) -> tuple:
+    """A selection as one entry per dim (Ellipsis and missing trailing dims as full slices)."""
+    index = index if isinstance(index, tuple) else (index,)
+    if Ellipsis in index:
+        at = index.index(Ellipsis)
+        index = index[:at] + (slice(None),) * (ndim - len(index) + 1) + index[at + 1 :]
+    return index + (slice(None),) * (ndim - len(index))
+
+
+def _touched_chunks(shape: tuple[int, ...], chunks: tuple[int, ...], index: Any) -> list[tuple[int, ...]]:
+    """The grid coordinates of the chunks a selection reads (every chunk along a dim selected by other
+    means than an integer or a step-1 slice)."""
+    ranges = []
+    for n, c, sel in zip(shape, chunks, _normalized(index, len(shape))):
+        if isinstance(sel, (int, np.integer)):
+            i = int(sel) % n if n else 0
+            ranges.append(range(i // c, i // c + 1))
+        elif isinstance(sel, slice) and sel.step in (None, 1):
+            start, stop, _ = sel.indices(n)
+            ranges.append(range(start // c, (stop - 1) // c + 1) if stop > start else range(0))
+        else:
+            ranges.append(range(-(-n // c)))
+    return list(itertools.product(*ranges))
+
+
+def _only_fill(node: Any, index: Any, values: np.ndarray, coords: tuple[int, ...]) -> bool:
+    """Whether the part of ``values`` read from chunk ``coords`` holds nothing but the fill value."""
+    parts = []
+    for n, c, sel, k in zip(node.shape, node.chunks, _normalized(index, node.ndim), coords):
+        if isinstance(sel, (int, np.integer)):
+            continue  # that dim is gone from values
+        if not (isinstance(sel, slice) and sel.step in (None, 1)):
+            return False  # other selections: no cheap mapping to the chunk; the read stands as it is
+        start, stop, _ = sel.indices(n)
+        parts.append(slice(max(start, k * c) - start, min(stop, (k + 1) * c) - start))
+    part = values[tuple(parts)]
+    fill = node.fill_value
+    return part.size > 0 and bool(np.all(np.isnan(part)) if np.isnan(fill) else np.all(part == fill))
