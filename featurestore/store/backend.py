@@ -19,11 +19,12 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Capabilities:
-    """What a backend can do."""
+    """What a backend can do: ``writable`` follows how it was opened, ``exclusive_create`` is its storage's."""
 
-    #: runs can write arrays, failures and leases
+    #: runs can write arrays, failures and leases (the backend was opened for writing)
     writable: bool
-    #: a key can be created only where none is, atomically (concurrent runs can share the store through leases)
+    #: the storage creates a key only where none is, atomically, whatever the mode it was opened in (concurrent
+    #: runs can share the store through leases, which need ``writable`` too)
     exclusive_create: bool
 
 
