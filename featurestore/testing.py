@@ -510,6 +510,7 @@ class BackendContract:
     def test_size_on_disk(self, backend: ReadBackend) -> None:
         for group in REFERENCE:
             assert backend.size_on_disk(group) > 0, group
+        assert backend.size_on_disk("absent") == 0
 
     # -- through the reader --------------------------------------------------------------------------
     def test_load(self, reader: StoreReader) -> None:

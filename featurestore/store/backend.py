@@ -89,7 +89,7 @@ class ReadBackend(Protocol):
         """Recorded failures (model, song_id, error, error_type, time, source), sorted by (model, song_id)."""
 
     def size_on_disk(self, model: str) -> int:
-        """Bytes the group's arrays take."""
+        """Bytes the group's arrays take (0 for a group the store does not hold)."""
 
     def close(self) -> None:
         """Let go of open files and connections."""

@@ -96,8 +96,11 @@ class H5Store:
         return sorted((f for f in out if model is None or f.get("model") == model), key=lambda a: (a["model"], a["song_id"]))
 
     def size_on_disk(self, model: str) -> int:
+        """Bytes the group's datasets take in the file; 0 for a group it does not hold, as the Zarr backend says."""
         import h5py
 
+        if model not in self._h5:
+            return 0
         sizes: list[int] = []
         self._h5[model].visititems(
             lambda name, node: sizes.append(node.id.get_storage_size()) if isinstance(node, h5py.Dataset) else None)
