@@ -84,10 +84,6 @@ class H5Store:
         return StoredArray(f"{self.url}/{path}", node.shape, node.dtype, node.chunks or node.shape,
                            decode(node.attrs), node.__getitem__)
 
-    def song_attrs(self, model: str, song_id: str) -> dict[str, Any] | None:
-        arr = self.array(model, song_id)
-        return None if arr is None else arr.attrs
-
     def failures(self, model: str | None = None) -> list[dict[str, Any]]:
         if FAILURES not in self._h5:
             return []
