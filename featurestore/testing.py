@@ -28,10 +28,11 @@ import subprocess
 import sys
 import unicodedata
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, ClassVar, Iterator
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -332,9 +333,9 @@ def write_reference(store: FeatureStore) -> None:
     leaves it) and the failures."""
     import zarr
 
-    for group in REFERENCE:
+    for group, ref in REFERENCE.items():
         store.ensure_model(group, reference_group_attrs(group))
-        for song in REFERENCE[group].shapes:
+        for song in ref.shapes:
             store.write(group, song, reference_array(group, song), reference_array_attrs(group, song))
     root = zarr.open_group(store.url, mode="r+", storage_options=store.storage_options)
     data = reference_array("pitch", INTERRUPTED)
@@ -350,8 +351,8 @@ def assert_identical(got: Any, want: Any, where: str = "") -> None:
     assert type(got) is type(want), f"{where}: {type(got).__name__} {got!r}, want {type(want).__name__} {want!r}"
     if isinstance(want, dict):
         assert sorted(got) == sorted(want), f"{where}: keys {sorted(got)}, want {sorted(want)}"
-        for key in want:
-            assert_identical(got[key], want[key], f"{where}.{key}")
+        for key, value in want.items():
+            assert_identical(got[key], value, f"{where}.{key}")
     elif isinstance(want, (list, tuple)):
         assert len(got) == len(want), f"{where}: {got!r}, want {want!r}"
         for i, (g, w) in enumerate(zip(got, want)):
