@@ -15,33 +15,17 @@ from featurestore.store import FeatureStore
 
 from .conftest import write_wav
 from .fakes import GATE_ENV, assert_same_contents, computes, counted_contents, counted_env, counted_run
+from .helpers import moto_s3
 
 pytest.importorskip("s3fs", reason="s3fs is not installed (pip install 'fstore[s3]')")
 pytest.importorskip("moto.server", reason="moto[server] is not installed (the test extra)")
 
 
 @pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    """storage_options for a fresh bucket on a moto S3 server at 127.0.0.1 (random port)."""
-    import os
-
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
-    os.environ.update(AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1")
-    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="fstore-test")
-    yield {"client_kwargs": {"endpoint_url": endpoint}}
-    server.stop()
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+def s3():
+    """storage_options for a fresh bucket on a moto S3 server at 127.0.0.1."""
+    with moto_s3("fstore-test") as options:
+        yield options
 
 
 def test_extract_read_and_export_on_s3(tmp_path, s3, fake_models):

@@ -84,6 +84,8 @@ def run(store: FeatureStore, files: Iterable[AudioFile], extractors: Sequence[Ex
             for ext in extractors:
                 report(Result(song.file.song_id, options.group(ext), "skipped", error="in progress in another run",
                               path=song.file.relative))
+        # a run killed between writing a song and letting it go leaves a lease no later run needs to take
+        store.leases.clear_stale({f.song_id for f in files}, summary.run_id)
     except KeyboardInterrupt:
         summary.interrupted = True
         raise

@@ -26,11 +26,12 @@ COMPLETE, INCOMPLETE, DAMAGED = "complete", "incomplete", "damaged"
 
 @dataclass(frozen=True)
 class Capabilities:
-    """What a backend can do."""
+    """What a backend can do: ``writable`` follows how it was opened, ``exclusive_create`` is its storage's."""
 
-    #: runs can write arrays, failures and leases
+    #: runs can write arrays, failures and leases (the backend was opened for writing)
     writable: bool
-    #: a key can be created only where none is, atomically (concurrent runs can share the store through leases)
+    #: the storage creates a key only where none is, atomically, whatever the mode it was opened in (concurrent
+    #: runs can share the store through leases, which need ``writable`` too)
     exclusive_create: bool
 
 
@@ -99,7 +100,7 @@ class ReadBackend(Protocol):
         """Recorded failures (model, song_id, error, error_type, time, source), sorted by (model, song_id)."""
 
     def size_on_disk(self, model: str) -> int:
-        """Bytes the group's arrays take."""
+        """Bytes the group's arrays take (0 for a group the store does not hold)."""
 
     def close(self) -> None:
         """Let go of open files and connections."""

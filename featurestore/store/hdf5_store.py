@@ -98,10 +98,6 @@ class H5Store:
         return StoredArray(f"{self.url}/{path}", node.shape, node.dtype, node.chunks or node.shape,
                            decode(node.attrs), read)
 
-    def song_attrs(self, model: str, song_id: str) -> dict[str, Any] | None:
-        arr = self.array(model, song_id)
-        return None if arr is None else arr.attrs
-
     def failures(self, model: str | None = None) -> list[dict[str, Any]]:
         if FAILURES not in self._h5:
             return []
@@ -110,8 +106,11 @@ class H5Store:
         return sorted((f for f in out if model is None or f.get("model") == model), key=lambda a: (a["model"], a["song_id"]))
 
     def size_on_disk(self, model: str) -> int:
+        """Bytes the group's datasets take in the file; 0 for a group it does not hold, as the Zarr backend says."""
         import h5py
 
+        if model not in self._h5:
+            return 0
         sizes: list[int] = []
         self._h5[model].visititems(
             lambda name, node: sizes.append(node.id.get_storage_size()) if isinstance(node, h5py.Dataset) else None)

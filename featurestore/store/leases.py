@@ -314,6 +314,16 @@ class Leases:
                 out.append({"song_id": song_id, **lease, "stale": is_stale(lease)})
         return sorted(out, key=lambda d: d["song_id"])
 
+    def clear_stale(self, song_ids: set[str], run_id: str) -> int:
+        """Free the stale leases of ``song_ids`` (left by runs that died after writing a song, before letting
+        it go) through the takeover protocol, so a live run's lease is never touched; how many went."""
+        cleared = 0
+        for lease in self.held():
+            if lease["stale"] and lease["song_id"] in song_ids and self.acquire(lease["song_id"], run_id) is None:
+                self.release(lease["song_id"], run_id)
+                cleared += 1
+        return cleared
+
     def force_release(self, song_id: str) -> None:
         """Remove a song's lease whoever holds it (``fstore leases --release``)."""
         self._writable()

@@ -110,8 +110,10 @@ class FeatureStore:
             raise StoreError(f"{self.url}: written by a newer fstore (schema {attrs['schema_version']}); upgrade fstore")
         elif attrs["schema_version"] < SCHEMA_VERSION and mode != "r":
             self._write_root_attrs({"schema_version": SCHEMA_VERSION, "upgraded_from": attrs["schema_version"]})
+        # writable is how this store was opened; exclusive_create is what its storage can do, whatever the mode
+        # (as zarr's Store declares supports_writes beside read_only)
         self.capabilities = Capabilities(writable=mode != "r",
-                                         exclusive_create=mode != "r" and has_exclusive_create(self.url, self.storage_options))
+                                         exclusive_create=has_exclusive_create(self.url, self.storage_options))
 
     def _open_root(self, mode: str) -> Any:
         """The root group (``mode`` is zarr's); with ``a``, one that another run created at the same moment is opened."""
