@@ -54,8 +54,9 @@ class StoreError(FstoreError):
     """The store cannot be read or written as required (read-only, disk full, not an fstore store)."""
 
 
-class ConfigurationMismatch(FstoreError):
-    """A run whose model configuration differs from the one its store group was computed with."""
+class ConfigurationMismatch(StoreError):
+    """A run whose model configuration differs from the one its store group was computed with (or was replaced
+    with by another run while this one ran: the run stops, as when the store cannot be written)."""
 
     def __init__(self, url: str, group: str, differences: list[tuple[str, object, object]]) -> None:
         lines = [f"{url}: the {group!r} group was computed with another configuration:"]

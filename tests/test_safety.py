@@ -110,3 +110,139 @@ def test_an_empty_zarr_group_is_no_foreign_data(tmp_path):
         FeatureStore(str(tmp_path / "s.zarr"), mode="r")
     store = FeatureStore(str(tmp_path / "s.zarr"), mode="a")
     assert json.loads((tmp_path / "s.zarr" / "zarr.json").read_text())["attributes"]["schema_version"] == store.root_attrs()["schema_version"]
+
+
+# -- maintenance and runs that overlap -------------------------------------------------------------------
+def _counted_songs(folder, n: int) -> None:
+    for i in range(n):
+        write_wav(folder / f"s{i}.wav", 0.3, freq=300 + 40 * i)
+
+
+def _hold_a_run(audio, store, gate, log, *extra):
+    """A counted `fstore extract` held inside its first song's compute (its lease taken) until ``gate`` exists."""
+    import subprocess
+
+    from .fakes import GATE_ENV, computes, counted_env, counted_run
+
+    run = subprocess.Popen(counted_run(audio, str(store), *extra), env=counted_env(log, 0, **{GATE_ENV: str(gate)}),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while not (log.exists() and computes(log)):
+        assert run.poll() is None, run.communicate()
+    return run
+
+
+def test_a_second_overwrite_cannot_interleave_with_the_first(tmp_path):
+    """Two `extract --overwrite` at once used to lose finished songs: the second now stops at once, naming
+    the run that replaces the group, and the first completes the store."""
+    import subprocess
+
+    from .fakes import assert_same_contents, counted_contents, counted_env, counted_run
+
+    audio, store, log = tmp_path / "audio", tmp_path / "s.zarr", tmp_path / "log"
+    _counted_songs(audio, 4)
+    ref = subprocess.run(counted_run(audio, str(tmp_path / "ref.zarr")), env=counted_env(tmp_path / "ref.log", 0))
+    assert ref.returncode == 0
+    assert subprocess.run(counted_run(audio, str(store)), env=counted_env(log, 0)).returncode == 0
+    first = _hold_a_run(audio, store, tmp_path / "go", tmp_path / "first.log", "--overwrite")
+    second = subprocess.run(counted_run(audio, str(store), "--overwrite"), env=counted_env(tmp_path / "second.log", 0),
+                            capture_output=True, text=True)
+    assert second.returncode == 1 and "being replaced by run" in " ".join(second.stderr.split()), second.stderr
+    (tmp_path / "go").touch()
+    out, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err
+    assert_same_contents(counted_contents(str(store)), counted_contents(str(tmp_path / "ref.zarr")))
+
+
+def test_overwrite_waits_for_no_one_and_changes_nothing_while_another_run_works_on_the_group(tmp_path):
+    """An `--overwrite` with another configuration beside a live run on the same group used to leave the group
+    with two configurations: it now stops before touching anything."""
+    import subprocess
+
+    from .fakes import counted_env, counted_run
+
+    audio, store = tmp_path / "audio", tmp_path / "s.zarr"
+    _counted_songs(audio, 3)
+    normal = _hold_a_run(audio, store, tmp_path / "go", tmp_path / "log")
+    before = FeatureStore(str(store)).model_attrs("cfake")
+    replacing = subprocess.run(counted_run(audio, str(store), "--overwrite", "-o", "cfake.gain=2"),
+                               env=counted_env(tmp_path / "log2", 0), capture_output=True, text=True)
+    assert replacing.returncode == 1 and "needs the group to itself" in " ".join(replacing.stderr.split())
+    assert FeatureStore(str(store)).model_attrs("cfake") == before
+    (tmp_path / "go").touch()
+    normal.communicate(timeout=120)
+    assert normal.returncode == 0
+    s = FeatureStore(str(store))
+    assert {s.array("cfake", song).attrs["fingerprint"] for song in s.songs("cfake")} == {before["fingerprint"]}
+
+
+def test_a_run_whose_group_was_replaced_meanwhile_stops_with_exit_2(tmp_path, fake_models, monkeypatch):
+    """Each write checks the group's configuration under the song's lease: a group another run switched to
+    another configuration (forced here, right before the second song's write) never gets an array of the
+    old one; the run stops with exit 2."""
+    from featurestore.extractors import registry
+    from featurestore.store.attributes import group_attributes
+
+    audio = tmp_path / "audio"
+    _counted_songs(audio, 3)
+    store = tmp_path / "s.zarr"
+    real_check = FeatureStore.check_configuration
+
+    def another_run_switched_the_group(self, group, attrs):
+        if FeatureStore(str(store)).songs("fake"):  # after the first song: the switch lands before this write
+            other = registry.create("fake", gain=2.0)
+            FeatureStore(str(store), mode="r+")._put_group_attrs(group, group_attributes(other.describe(), group,
+                                                                                         "float32"))
+        return real_check(self, group, attrs)
+
+    monkeypatch.setattr(FeatureStore, "check_configuration", another_run_switched_the_group)
+    result = fstore("extract", audio, "--store", store, "--models", "fake", "--json")
+    assert result.exit_code == 2, result.output
+    assert "another configuration" in json.loads(result.stdout)["stopped"]
+    assert FeatureStore(str(store)).songs("fake") == ["s0"]  # nothing written after the switch
+
+
+def test_the_first_create_fixes_a_new_groups_configuration(tmp_path, fake_models):
+    """Runs of two configurations starting together on a new store: exactly one creates the group; the
+    other gets ConfigurationMismatch, whatever the interleaving (forced here with a barrier)."""
+    import threading
+
+    from featurestore.errors import ConfigurationMismatch
+    from featurestore.extractors import registry
+    from featurestore.store.attributes import group_attributes
+
+    FeatureStore(str(tmp_path / "s.zarr"), mode="a")
+    configs = [group_attributes(registry.create("fake", gain=g).describe(), "fake", "float32") for g in (1.0, 2.0)]
+    barrier, outcomes = threading.Barrier(2), [None, None]
+
+    def create(i):
+        store = FeatureStore(str(tmp_path / "s.zarr"), mode="r+")
+        barrier.wait()
+        try:
+            store.ensure_model("fake", configs[i])
+            outcomes[i] = "created"
+        except ConfigurationMismatch:
+            outcomes[i] = "refused"
+
+    threads = [threading.Thread(target=create, args=(i,)) for i in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["created", "refused"]
+    winner = configs[outcomes.index("created")]
+    assert FeatureStore(str(tmp_path / "s.zarr")).model_attrs("fake") == winner
+
+
+def test_validate_fix_leaves_the_songs_of_a_live_run_alone(tmp_path):
+    """An incomplete array whose song a live run holds is being written: --fix reports it in progress and
+    removes it only once no live lease covers it."""
+    store = FeatureStore(str(tmp_path / "s.zarr"), mode="a")
+    half = zarr.open_group(store.url).create_array("m/writing", shape=(5,), dtype="float32", dimension_names=("time",))
+    half[...] = 1.0
+    store.leases.acquire("writing", "a-live-run", ("m",))
+    busy = fstore("validate", store.url, "--fix")
+    assert busy.exit_code == 1 and "in progress m/writing" in output(busy)
+    assert FeatureStore(store.url).songs("m", complete_only=False) == ["writing"]
+    store.leases.release("writing", "a-live-run")
+    freed = fstore("validate", store.url, "--fix")
+    assert "removed m/writing" in output(freed) and FeatureStore(store.url).songs("m", complete_only=False) == []

@@ -96,7 +96,7 @@ def test_failures_of_invalid_ids_clear_and_go_with_their_group(tmp_path):
     assert [(f["model"], f["source"]) for f in store.failures()] == [("n", {"path": "x.wav"})]
     store.ensure_model("m", {"fingerprint": "0" * 64})
     store.record_failure("m", "y", "boom", "RuntimeError", None)
-    assert store.remove_group("m") == (0, 1)
+    assert store.replace_model("m", {"fingerprint": "1" * 64}, "a-run") == (0, 1)
     assert [f["model"] for f in FeatureStore(store.url).failures()] == ["n"]
 
 

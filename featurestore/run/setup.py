@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence, TextIO
 
 from ..discover import AudioFile, Discovery, gather, read_file_list
-from ..errors import FstoreError, StoreError, UsageError, WeightsUnavailable
+from ..errors import ConfigurationMismatch, FstoreError, StoreError, UsageError, WeightsUnavailable
 from ..extractors.base import Extractor
 from ..store import FeatureStore, location, validate_song_id
 from ..store.attributes import group_attributes
@@ -179,6 +179,7 @@ def execute(prepared: PreparedRun, reporter: Reporter | None = None) -> Summary:
         raise UsageError(str(e), "--dask-scheduler") from e
     except StoreError as e:
         kept.summary.stopped = str(e)
+        kept.summary.mismatch = isinstance(e, ConfigurationMismatch)
     finally:  # also on an interrupt: the reporter's summary says what was left out
         kept.summary.scan_errors.extend(prepared.found.errors)
         kept.summary.unavailable.update(prepared.unavailable)

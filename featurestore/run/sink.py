@@ -21,7 +21,7 @@ from ..errors import FstoreError, StoreError
 from ..export import write_npy
 from ..extractors.base import Extractor
 from ..store import FeatureStore
-from ..store.attributes import array_attributes
+from ..store.attributes import array_attributes, group_attributes
 from .options import RunOptions
 from .results import Result
 from .writer import Writer
@@ -83,7 +83,10 @@ def store_outcome(store: FeatureStore, options: RunOptions, file: AudioFile, ext
         store.record_failure(group, file.song_id, outcome.reason, outcome.error_type, described.source)
         return Result(file.song_id, group, "failed", seconds, error=outcome.reason, path=file.relative)
     try:
-        attrs = array_attributes(ext.describe(), ext.dims, outcome.shape, described.n_samples,
+        description = ext.describe()
+        # under the song's lease: a group replaced meanwhile with another configuration never gets this array
+        store.check_configuration(group, group_attributes(description, group, options.dtype))
+        attrs = array_attributes(description, ext.dims, outcome.shape, described.n_samples,
                                  described.duration_s or 0.0, described.source or {}, options.dtype)
         store.write(group, file.song_id, outcome, attrs)
         store.clear_failure(group, file.song_id)

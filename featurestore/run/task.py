@@ -38,6 +38,11 @@ class SongTask:
     writer: Writer
     side: SidePool
 
+    @property
+    def groups(self) -> tuple[str, ...]:
+        """The groups this run writes to (its leases say so, for ``--overwrite`` of another run)."""
+        return tuple(self.options.group(ext) for ext in self.extractors)
+
     def start(self, songs: Sequence[SongWork], audios: Sequence[SongAudio | None] | None = None) -> Future:
         """Claim, check and compute ``songs`` (``audios``: decoded ahead, or None) and queue their writes.
 
@@ -56,7 +61,8 @@ class SongTask:
             try:
                 work = []
                 for i, song in enumerate(songs):
-                    claim = claims[i] = held.enter_context(self.store.leases.claim(song.file.song_id, self.run_id))
+                    claim = claims[i] = held.enter_context(self.store.leases.claim(song.file.song_id, self.run_id,
+                                                                                   self.groups))
                     if not claim.held:
                         continue
                     # decided again under the lease: another run may have finished the song since the plan

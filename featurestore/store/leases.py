@@ -55,6 +55,11 @@ def has_exclusive_create(url: str, storage_options: Mapping[str, Any] | None = N
     return isinstance(fs, S3FileSystem)
 
 
+def group_lease(group: str) -> str:
+    """The lease id under which ``--overwrite`` holds a whole group (no song id starts with "__")."""
+    return f"__group/{group}"
+
+
 def beat_seconds() -> float:
     """The heartbeat interval of this process (seconds), from :data:`BEAT_ENV`."""
     try:
@@ -154,8 +159,10 @@ class Leases:
         return f"{LEASES}/{song_id}/zarr.json"
 
     # -- primitive operations --------------------------------------------------------------------
-    def _create(self, key: str, data: bytes) -> bool:
-        """Write ``key`` only if it does not exist; True if this call created it."""
+    def create(self, key: str, data: bytes) -> bool:
+        """Write ``key`` (below the store's root) only if it does not exist, atomically; True if this call
+        created it. Leases are claimed this way, and a new model group's configuration is fixed this way."""
+        self._writable()
         path = self._path(key)
         try:
             if self.local:
@@ -165,11 +172,11 @@ class Leases:
         except FileExistsError:
             return False
         except PermissionError as e:
-            raise StoreError(f"{self.url}: cannot take a lease, the store is read-only ({e})") from e
+            raise StoreError(f"{self.url}: cannot write {key}, the store is read-only ({e})") from e
         except OSError as e:
             if "PreconditionFailed" in str(e) or "412" in str(e):  # S3's answer to If-None-Match: *
                 return False
-            raise StoreError(f"{self.url}: cannot take a lease ({e})") from e
+            raise StoreError(f"{self.url}: cannot write {key} ({e})") from e
         return True
 
     @staticmethod
@@ -233,27 +240,28 @@ class Leases:
 
     # -- leases ----------------------------------------------------------------------------------
     @staticmethod
-    def _doc(run_id: str) -> bytes:
+    def _doc(run_id: str, groups: Sequence[str] = ()) -> bytes:
         lease = {"run": run_id, "host": socket.gethostname(), "pid": os.getpid(), "time": time.time(),
-                 "beat": beat_seconds()}
+                 "beat": beat_seconds(), "groups": list(groups)}
         return json.dumps({"zarr_format": 3, "node_type": "group", "attributes": lease}).encode()
 
     def owner(self, song_id: str) -> dict[str, Any] | None:
         return self._read(self._lease_key(song_id))
 
-    def claim(self, song_id: str, run_id: str) -> Claim:
+    def claim(self, song_id: str, run_id: str, groups: Sequence[str] = ()) -> Claim:
         """Claim a song for ``run_id``: ``with leases.claim(song, run) as claim: if claim.held: ...``."""
-        return Claim(self, song_id, run_id, self.acquire(song_id, run_id))
+        return Claim(self, song_id, run_id, self.acquire(song_id, run_id, groups))
 
-    def acquire(self, song_id: str, run_id: str) -> dict[str, Any] | None:
-        """Claim a song for ``run_id``; None on success (the heartbeat keeps it), else the live owner's lease."""
+    def acquire(self, song_id: str, run_id: str, groups: Sequence[str] = ()) -> dict[str, Any] | None:
+        """Claim a song for ``run_id`` (which writes to ``groups``, recorded in the lease); None on success
+        (the heartbeat keeps it), else the live owner's lease."""
         self._writable()
         if not self._group_made:  # `_leases` is a Zarr group, so Zarr tools listing the store do not trip on it
-            self._create(f"{LEASES}/zarr.json", b'{"zarr_format": 3, "node_type": "group", "attributes": {}}')
+            self.create(f"{LEASES}/zarr.json", b'{"zarr_format": 3, "node_type": "group", "attributes": {}}')
             self._group_made = True
         key = self._lease_key(song_id)
         for _ in range(2):
-            if self._create(key, self._doc(run_id)):
+            if self.create(key, self._doc(run_id, groups)):
                 _heartbeat.hold(self, song_id, run_id)
                 return None
             owner = self._read(key)
@@ -264,7 +272,7 @@ class Leases:
             if not is_stale(owner):
                 return owner
             marker = f"{TAKEOVERS}/{song_id}/{owner.get('run')}-{owner.get('time')}"
-            if not self._create(marker, self._doc(run_id)):
+            if not self.create(marker, self._doc(run_id)):
                 return owner  # another run is taking this dead lease over
             if self._read(key) == owner:
                 self._delete(key)
@@ -293,7 +301,7 @@ class Leases:
         owner = self._read(key)
         if owner is None or owner.get("run") != run_id:
             return False
-        self._write(key, self._doc(run_id))
+        self._write(key, self._doc(run_id, owner.get("groups") or ()))
         return True
 
     def held(self) -> list[dict[str, Any]]:
@@ -313,6 +321,11 @@ class Leases:
             if lease is not None:
                 out.append({"song_id": song_id, **lease, "stale": is_stale(lease)})
         return sorted(out, key=lambda d: d["song_id"])
+
+    def working_on(self, group: str, besides: str) -> list[dict[str, Any]]:
+        """The live leases of runs other than ``besides`` that write to ``group`` (or do not say which groups)."""
+        return [lease for lease in self.held() if not lease["stale"] and lease["run"] != besides
+                and not lease["song_id"].startswith("__") and group in (lease.get("groups") or [group])]
 
     def clear_stale(self, song_ids: set[str], run_id: str) -> int:
         """Free the stale leases of ``song_ids`` (left by runs that died after writing a song, before letting

@@ -25,6 +25,7 @@ of models: attributes come built (:mod:`.attributes`).
 from __future__ import annotations
 
 import itertools
+import json
 import os
 from typing import Any, Mapping, Sequence
 
@@ -160,40 +161,69 @@ class FeatureStore:
         if old and configuration_key(old) != configuration_key(attrs):
             raise ConfigurationMismatch(self.url, group, configuration_differences(old, attrs))
 
-    def ensure_model(self, group: str, attrs: Mapping[str, Any], replace: bool = False) -> tuple[int, int]:
-        """Create a model's group (coordinator only, before songs are written).
+    def ensure_model(self, group: str, attrs: Mapping[str, Any]) -> None:
+        """Make a model's group with its configuration ``attrs``, or check the one it has (coordinator only,
+        before songs are written).
 
-        A group holds one configuration: if it exists with another one, ``replace=False`` raises
-        :class:`ConfigurationMismatch` and ``replace=True`` deletes its arrays and failures first.
-        Returns the (arrays, failures) removed.
+        A group holds one configuration, fixed by the run that creates it: its ``zarr.json`` is created
+        exclusively (as a lease is), so of several runs starting together on a new store one wins and the
+        others, if their configuration differs, get :class:`ConfigurationMismatch`. A group of the same
+        configuration whose attributes differ otherwise (one an older schema wrote) gets the new ones.
         """
-        removed = (0, 0)
-        if replace and group in self._root:
-            removed = self.remove_group(group)
-        self.check_model(group, attrs)
-        from zarr.errors import ContainsGroupError
+        doc = {"zarr_format": 3, "node_type": "group", "attributes": dict(attrs)}
+        if self.leases.create(f"{group}/zarr.json", json.dumps(doc).encode()):
+            return
+        old = self.model_attrs(group)
+        if old and configuration_key(old) != configuration_key(attrs):
+            raise ConfigurationMismatch(self.url, group, configuration_differences(old, attrs))
+        if old != dict(attrs):
+            self._put_group_attrs(group, attrs)
 
+    def replace_model(self, group: str, attrs: Mapping[str, Any], run_id: str) -> tuple[int, int]:
+        """``--overwrite``: give ``group`` the configuration ``attrs`` and delete its arrays and failures; return
+        how many (arrays, failures) went.
+
+        Refused (:class:`StoreError`, nothing changed) while another live run works on the group (its song
+        leases say which groups it writes). The group's attributes are replaced in one write (never absent or
+        empty, so a run starting meanwhile sees the old configuration or the new one), then each array is
+        deleted under its song's lease, so no array a run is writing is deleted under it (and a run writing
+        with the old configuration stops at its next write: :meth:`check_configuration`). The caller holds
+        the group's lease (``group_lease``) for its whole run, so a second ``--overwrite`` cannot interleave.
+        """
+        if group not in self.models():
+            self.ensure_model(group, attrs)
+            return 0, 0
+        busy = self.leases.working_on(group, besides=run_id)
+        if busy:
+            lease = busy[0]
+            raise StoreError(f"{self.url}: run {lease['run']} ({lease.get('host')}:{lease.get('pid')}) is working on "
+                             f"{lease['song_id']} of the {group} group (and {len(busy) - 1} more songs); --overwrite "
+                             "needs the group to itself: run it again once that run has ended")
+        self._put_group_attrs(group, attrs)
+        songs = self.songs(group, complete_only=False) + sorted(self.damaged(group))
+        for song in songs:
+            with self.leases.claim(song, run_id, (group,)) as claim:
+                if not claim.held:  # a run that started meanwhile: it stops at its first write (the configuration)
+                    continue
+                self.remove(group, song)
+        failures = len(self.failures(group))
+        self._failures.clear_model(group)
+        return len(songs), failures
+
+    def check_configuration(self, group: str, attrs: Mapping[str, Any]) -> None:
+        """Raise :class:`ConfigurationMismatch` unless ``group`` still has the configuration of ``attrs``: a run
+        checks this before each write, under the song's lease, so a group replaced meanwhile by a run of another
+        configuration never gets an array of this one."""
+        current = self.model_attrs(group) if group in self.models() else {}
+        if configuration_key(current) != configuration_key(attrs):
+            raise ConfigurationMismatch(self.url, group, configuration_differences(current, attrs))
+
+    def _put_group_attrs(self, group: str, attrs: Mapping[str, Any]) -> None:
+        """Replace a group's attributes in one write of its ``zarr.json`` (never empty meanwhile)."""
         try:
-            try:
-                node = self._root.require_group(group)
-            except ContainsGroupError:  # another run's coordinator created it between zarr's look and its create
-                node = self._root[group]
-            if node.attrs.asdict() != dict(attrs):
-                node.attrs.put(dict(attrs))
+            self._root[group].attrs.put(dict(attrs))
         except OSError as e:
             raise StoreError(f"cannot write the {group} group to {self.url}: {e}") from e
-        return removed
-
-    def remove_group(self, group: str) -> tuple[int, int]:
-        """Delete a model group and its recorded failures; return how many (arrays, failures) went."""
-        arrays = len(self.songs(group, complete_only=False))
-        failures = len(self.failures(group))
-        try:
-            del self._root[group]
-        except OSError as e:
-            raise StoreError(f"cannot remove the {group} group from {self.url}: {e}") from e
-        self._failures.clear_model(group)
-        return arrays, failures
 
     def size_on_disk(self, model: str) -> int:
         """Bytes the group's arrays take in the store (compressed chunks and metadata)."""
