@@ -183,6 +183,24 @@ def test_gone_local_weights_are_reported(tmp_path, audio, fake_models):
     assert "weights missing weighted/" in output(text) and f"{factor}, which are not here" in output(text)
 
 
+def test_a_song_that_no_longer_computes_differs_and_a_missing_model_is_unverified(tmp_path, audio, fake_models,
+                                                                                  monkeypatch):
+    from featurestore.extractors import registry
+
+    store = extracted(audio, tmp_path / "s.zarr", "-m", "fake,slow")
+
+    def broken(self, wave):
+        raise ValueError("a kernel this installation lacks")
+
+    monkeypatch.setattr(FakeFrames, "_extract", broken)
+    registry.unregister("slow")
+    report = verified(store, "--songs", "a", code=1)
+    assert verdicts(report) == {("fake", "a"): "failed", ("slow", "a"): "not computable"}
+    messages = {g["group"]: g["songs"][0]["message"] for g in report["groups"]}
+    assert "a kernel this installation lacks" in messages["fake"] and "not installed here" in messages["slow"]
+    assert verified(store, "--songs", "a", "--models", "slow", code=4)["groups"][0]["verdict"] == "unverified"
+
+
 def test_madmom_recomputed_agrees(tmp_path):
     """The real model, as a run computes it: decode, resample to 44.1 kHz, extract."""
     for i, song in enumerate(("x", "y")):

@@ -110,6 +110,7 @@ def verify(
                 out.print(f"[{_style(s.verdict)}]{s.verdict}[/] {escape(g.group)}/{escape(s.song_id)}: "
                           f"{escape(s.message)}", highlight=False)
     songs_total = sum(len(g.songs) for g in report.groups)
+    seed_used = f" (seed {report.seed})" if report.sample is not None else ""
     out.print(f"{sum(len(g.compared) for g in report.groups)} of {songs_total} songs compared in "
-              f"{report.seconds:.1f} s (seed {report.seed})", highlight=False)
+              f"{report.seconds:.1f} s{seed_used}", highlight=False)
     raise typer.Exit(report.exit_code)
