@@ -171,9 +171,11 @@ def _walk(root: Path, found: Discovery) -> list[tuple[Path, str]]:
 
 
 def source_info(file: AudioFile) -> dict[str, Any]:
-    """What identifies the input file: relative path, size, mtime and sha256."""
+    """What identifies the input file: relative path, size, mtime and sha256, and its absolute location
+    (the relative path alone cannot be found again by ``fstore verify``)."""
     st = file.path.stat()
-    return {"path": file.relative, "size": st.st_size, "mtime": st.st_mtime, "sha256": sha256_file(file.path)}
+    return {"path": file.relative, "size": st.st_size, "mtime": st.st_mtime, "sha256": sha256_file(file.path),
+            "location": os.path.abspath(file.path)}
 
 
 def source_unchanged(file: AudioFile, stored: dict[str, Any] | None) -> bool:

@@ -37,6 +37,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
+from .agreement import Tolerance, compare
 from .clock import TimeAxis
 from .errors import AudioTooShort, InvalidSongId
 from .extractors import registry
@@ -187,6 +188,16 @@ class ExtractorContract:
     def test_deterministic(self, extractor: Extractor) -> None:
         x = self._samples(extractor, 1.3)
         np.testing.assert_array_equal(extractor.extract(x), extractor.extract(x.copy()))
+
+    def test_tolerance_accepts_a_recomputation(self, extractor: Extractor) -> None:
+        """``fstore verify`` holds a recomputed song to the model's tolerance, which must apply to its output:
+        a recomputation agrees with its own output, stored as float32 or float16."""
+        tolerance = extractor.tolerance()
+        assert isinstance(tolerance, Tolerance)
+        y = extractor.extract(self._samples(extractor, 1.3))
+        for stored in (y, y.astype(np.float16)):
+            agreement = compare(stored, y, tolerance, extractor.dims, extractor.feature_names)
+            assert agreement.ok and agreement.max_abs == 0.0, agreement.failures
 
     def test_silence_gives_finite_output(self, extractor: Extractor) -> None:
         y = extractor.extract(np.zeros(extractor.time_axis.sample_rate, dtype=np.float32))

@@ -8,17 +8,16 @@ changed.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
-from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
 from .errors import CorruptArray, FstoreError
+from .recorded import extractor_for, with_local_weights
 from .store import FAILURES, FeatureStore
 from .store.backend import COMPLETE, DAMAGED, INCOMPLETE
 
@@ -63,47 +62,6 @@ class Report:
         return all(p.kind == "incomplete" and p.where in self.fixed for p in self.problems)
 
 
-def _extractor_for(model_attrs: dict[str, Any]):
-    """The extractor (unloaded) that the group's config describes, or None if it is not installed here."""
-    from .extractors import registry
-
-    try:
-        return registry.get(model_attrs["model"])(**(model_attrs.get("config") or {}))
-    except (KeyError, ImportError, TypeError, ValueError):  # not installed here, or options it no longer takes
-        return None
-
-
-def _is_local(source: Any) -> bool:
-    """Whether a recorded weights source is a file or folder (a user's ``--openl3-weights PATH``), not a
-    download URL or package: an absolute path, or any path that exists here."""
-    return isinstance(source, str) and (Path(source).is_absolute() or Path(source).exists())
-
-
-def _with_local_weights(ext, model_attrs: dict[str, Any]):
-    """``ext`` rebuilt with the local weights the group was computed with, when it was (the path options
-    are not fingerprinted, so the group's config alone would pick the official or cached weights).
-
-    Returns (extractor or None, why the weights cannot be checked or None)."""
-    local = sorted({w["source"] for w in model_attrs.get("weights") or [] if _is_local(w.get("source"))})
-    if ext is None or not local:
-        return ext, None
-    paths = [f.name for f in dataclasses.fields(ext.config) if not f.metadata.get("fingerprint", True)]
-    if len(local) != 1 or len(paths) != 1:
-        return None, f"computed with local weights {', '.join(local)}, which no single option of the extractor names"
-    if not Path(local[0]).exists():
-        return None, f"computed with local weights {local[0]}, which are not here: the fingerprint cannot be checked"
-    try:
-        rebuilt = type(ext)(dataclasses.replace(ext.config, **{paths[0]: local[0]}))
-        digests = [w.sha256 for w in rebuilt.weights()]
-    except FstoreError as e:
-        return None, f"computed with local weights {local[0]}, which cannot be read now ({e})"
-    if digests != [w.get("sha256") for w in model_attrs.get("weights") or []]:
-        return None, (f"computed with local weights {local[0]}, which have changed since (sha256 "
-                      f"{digests[0][:12]}, recorded {str(model_attrs['weights'][0].get('sha256'))[:12]}): "
-                      "the fingerprint cannot be checked")
-    return rebuilt, None
-
-
 def _current_fingerprint(ext) -> str | None:
     """The fingerprint today's code and weights give for the group's config (None: weights not here)."""
     try:
@@ -135,10 +93,10 @@ def validate_store(store: FeatureStore, fix: bool = False, quick: bool = False) 
         group_attrs = store.model_attrs(model)
         for msg in schema_errors("group", group_attrs):
             problem("schema", model, msg)
-        ext = _extractor_for(group_attrs)
-        checked, why_not = _with_local_weights(ext, group_attrs)
+        ext = extractor_for(group_attrs)
+        checked, why_not = with_local_weights(ext, group_attrs)
         if why_not is not None:
-            report.notes.append(f"{model}: {why_not}")
+            report.notes.append(f"{model}: {why_not}: the fingerprint cannot be checked")
         current = _current_fingerprint(checked) if checked is not None else None
         if current is not None and current != group_attrs.get("fingerprint"):
             problem("stale", model, "the installed extractor (code or weights) now computes something else; "

@@ -8,6 +8,8 @@ import time
 from dataclasses import dataclass
 from typing import ClassVar
 
+from pathlib import Path
+
 import numpy as np
 
 from featurestore.extractors.base import Extractor, option, ExtractorConfig, Licenses, Output, TimeAxis, WeightFile, WeightsInfo
@@ -75,6 +77,42 @@ class Unobtainable(FakeFrames):
                                  how="pass --unobtainable-weights PATH")
 
 
+@dataclass(frozen=True)
+class WeightedConfig(FakeConfig):
+    weights_path: str | None = option(None, "A local weights file: text holding the factor applied to the output "
+                                      "(its sha256 is fingerprinted, not the path).", parse=str, fingerprint=False)
+
+
+class WeightedFrames(FakeFrames):
+    """The same scaled by a factor read from a local weights file, as OpenL3 with ``--openl3-weights PATH``:
+    a group computed with weights that may later be gone or changed."""
+
+    name: ClassVar[str] = "weighted"
+    Config: ClassVar[type[ExtractorConfig]] = WeightedConfig
+
+    @classmethod
+    def weights_info(cls, config=None) -> WeightsInfo:
+        chosen = getattr(config, "weights_path", None)
+        return WeightsInfo("a local factor file", bool(chosen) and Path(chosen).is_file(), chosen,
+                           how_to_provide="-o weighted.weights_path=PATH")
+
+    def _resolve_weights(self) -> tuple[WeightFile, ...]:
+        from featurestore.errors import WeightsUnavailable
+        from featurestore.weights import sha256_file
+
+        path = self.config.weights_path
+        if not path or not Path(path).is_file():
+            raise WeightsUnavailable(self.name, f"{path or 'no weights_path'}: no such file",
+                                     how="-o weighted.weights_path=PATH")
+        return (WeightFile(Path(path), sha256_file(path), path),)
+
+    def _load(self, device: str) -> None:
+        self._factor = float(self.weights()[0].path.read_text())
+
+    def _extract(self, wave: np.ndarray) -> np.ndarray:
+        return (self._factor * super()._extract(wave)).astype(np.float32)
+
+
 #: where :class:`Counted` extractors log each computed song, and how long each computation takes (seconds)
 COMPUTE_LOG_ENV, COMPUTE_S_ENV = "FSTORE_TEST_COMPUTE_LOG", "FSTORE_TEST_COMPUTE_S"
 #: a file a counted computation waits for, once logged, before it returns: a test holds a run inside its first
@@ -112,7 +150,7 @@ class CountedSlow(Counted, SlowFrames):
 
 
 FAKES = {"fake": "tests.fakes:FakeFrames", "slow": "tests.fakes:SlowFrames", "devfake": "tests.fakes:DeviceFrames",
-         "unobtainable": "tests.fakes:Unobtainable",
+         "unobtainable": "tests.fakes:Unobtainable", "weighted": "tests.fakes:WeightedFrames",
          "cfake": "tests.fakes:CountedFrames", "cslow": "tests.fakes:CountedSlow"}
 
 
