@@ -92,5 +92,20 @@ class CorruptArray(StoreError):
         return self.cause + (f" in chunk {self.chunk}" if self.chunk else "") + (f": {self.detail}" if self.detail else "")
 
 
-class DamagedSongsWarning(UserWarning):
+class SongRewritten(StoreError):
+    """A song's array changed while it was read (another run rewrote it): not damage; read it again once the
+    other run has written it."""
+
+    def __init__(self, store: str, group: str, song_id: str) -> None:
+        super().__init__(f"{store}: {group}/{song_id} was rewritten (by another run) while it was read; "
+                         "read it again once it is complete")
+        self.store, self.group, self.song_id = store, group, song_id
+
+
+class SkippedSongsWarning(UserWarning):
+    """A collection (``pooled``, ``stack``) left out songs another run rewrote while they were read; the
+    warning names each."""
+
+
+class DamagedSongsWarning(SkippedSongsWarning):
     """A collection (``pooled``, ``stack``) left out damaged songs; the warning names each and why."""

@@ -25,7 +25,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ._atomic import atomic_path
-from .errors import CorruptArray
+from .errors import CorruptArray, SongRewritten, StoreError
 from .store import FAILURES, ReadBackend
 from .store.backend import songs_and_damage
 from .store.attributes import encode
@@ -48,10 +48,23 @@ class ExportReport:
     written: dict[str, int] = field(default_factory=dict)
     kept: dict[str, int] = field(default_factory=dict)  # already there, not overwritten
     damaged: list[CorruptArray] = field(default_factory=list)  # left out: no file is written for them
+    rewritten: list[SongRewritten] = field(default_factory=list)  # another run rewrote them meanwhile: left out
 
     @property
     def ok(self) -> bool:
-        return not self.damaged
+        return not self.damaged and not self.rewritten
+
+    def leave_out(self, error: StoreError) -> None:
+        (self.damaged if isinstance(error, CorruptArray) else self.rewritten).append(error)  # type: ignore[arg-type]
+
+
+def _read_listed(store: ReadBackend, model: str, song_id: str) -> Any:
+    """A listed song's array to export, read whole before any file is opened (so a damaged or rewritten song
+    leaves nothing behind); raises CorruptArray, or SongRewritten when it is incomplete now."""
+    arr = store.array(model, song_id)
+    if arr is None:  # listed complete a moment ago: another run is rewriting it
+        raise SongRewritten(store.url, model, song_id)
+    return arr, arr[...]
 
 
 def export_npy(store: ReadBackend, output_base: str | Path, models: Sequence[str] | None = None,
@@ -68,24 +81,27 @@ def export_npy(store: ReadBackend, output_base: str | Path, models: Sequence[str
     report = ExportReport()
     for model in models or available:
 
-        def one(song_id: str, model: str = model) -> tuple[dict[str, Any], bool] | CorruptArray:
-            """Export one song: (its index row, whether a file was written), or why it is damaged."""
+        def one(song_id: str, model: str = model) -> tuple[dict[str, Any], bool] | StoreError:
+            """Export one song: (its index row, whether a file was written), or why it is left out."""
             try:
-                arr = store.array(model, song_id)
-                row = index_row(song_id, arr.attrs, arr.shape)
                 if (output_base / model / f"{song_id}.npy").exists() and not overwrite:
-                    return row, False
-                write_npy(output_base, model, song_id, arr[...])  # read whole before any file is opened
-            except CorruptArray as e:
+                    arr = store.array(model, song_id)
+                    if arr is None:
+                        raise SongRewritten(store.url, model, song_id)
+                    return index_row(song_id, arr.attrs, arr.shape), False
+                arr, data = _read_listed(store, model, song_id)
+                write_npy(output_base, model, song_id, data)
+            except (CorruptArray, SongRewritten) as e:
                 return e
-            return row, True
+            return index_row(song_id, arr.attrs, arr.shape), True
 
-        songs, report_damaged = songs_and_damage(store, model)
+        songs, listed_damage = songs_and_damage(store, model)
         # songs overlap their reads (store round trips) and fsyncs; the work per song is small
         with ThreadPoolExecutor(EXPORT_THREADS) as pool:
             done = list(pool.map(one, songs))
-        report.damaged += report_damaged + [d for d in done if isinstance(d, CorruptArray)]
-        exported = [d for d in done if not isinstance(d, CorruptArray)]
+        for error in listed_damage + [d for d in done if isinstance(d, StoreError)]:
+            report.leave_out(error)
+        exported = [d for d in done if not isinstance(d, StoreError)]
         report.written[model] = sum(written for _, written in exported)
         report.kept[model] = len(exported) - report.written[model]
         write_index(output_base / model / INDEX, [row for row, _ in exported])
@@ -153,10 +169,9 @@ def export_hdf5(store: ReadBackend, out: str | os.PathLike[str], models: Sequenc
             report.damaged += damaged
             for song in songs:
                 try:
-                    arr = store.array(model, song)
-                    data = arr[...]  # read whole before its dataset exists: a damaged song leaves nothing
-                except CorruptArray as e:
-                    report.damaged.append(e)
+                    arr, data = _read_listed(store, model, song)
+                except (CorruptArray, SongRewritten) as e:
+                    report.leave_out(e)
                     continue
                 ds = group.create_dataset(song, data=data, chunks=arr.chunks, **_DATASET_OPTIONS)
                 _put_attrs(ds, arr.attrs)

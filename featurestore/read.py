@@ -29,8 +29,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .clock import TimeAxis
-from .errors import CorruptArray, DamagedSongsWarning
-from .store import ReadBackend, open_backend
+from .errors import CorruptArray, DamagedSongsWarning, SkippedSongsWarning, SongRewritten, StoreError
+from .store import ReadBackend, StoredArray, open_backend
 from .store.backend import COMPLETE, DAMAGED, INCOMPLETE, songs_and_damage
 from .store.attributes import decode as decode_attrs, encode as encode_attrs
 
@@ -78,6 +78,16 @@ class StoreReader:
     def models(self) -> list[str]:
         """Models with at least a group in the store."""
         return self.backend.models()
+
+    def _listed_array(self, model: str, song_id: str, explicit: bool) -> StoredArray:
+        """The array of a song a collection reads: a song asked for by name that is not there is a KeyError,
+        one listed a moment ago and incomplete now is being rewritten by another run."""
+        arr = self.backend.array(model, song_id)
+        if arr is None:
+            if explicit:
+                raise KeyError(f"no complete {model!r} features for song {song_id!r} in {self.url}")
+            raise SongRewritten(self.url, model, song_id)
+        return arr
 
     def has(self, song_id: str, model: str) -> bool:
         """Whether ``model`` holds an array for ``song_id`` that a read should give: a complete one, or a damaged
@@ -282,31 +292,30 @@ class StoreReader:
 
         if stat not in POOL_STATS:
             raise ValueError(f"stat must be one of {POOL_STATS}, not {stat!r}")
-        songs, listed_damage = (list(songs), []) if songs is not None else songs_and_damage(self.backend, model)
+        explicit = songs is not None
+        songs, listed_damage = (list(songs), []) if explicit else songs_and_damage(self.backend, model)
         if not songs and not listed_damage:
             raise KeyError(f"no complete {model!r} songs in {self.url}")
 
-        def one(song: str) -> tuple[np.ndarray, int] | CorruptArray:
+        def one(song: str) -> tuple[np.ndarray, int] | StoreError:
             try:
-                arr = self.backend.array(model, song)
-                if arr is None:
-                    raise KeyError(f"no complete {model!r} features for song {song!r} in {self.url}")
+                arr = self._listed_array(model, song, explicit)
                 return _pool(arr, stat), arr.shape[arr.dims.index("time")]
-            except CorruptArray as e:
+            except (CorruptArray, SongRewritten) as e:
                 return e
 
         with ThreadPoolExecutor(POOL_THREADS) as pool:
             done = dict(zip(songs, pool.map(one, songs)))
-        kept = [s for s in songs if not isinstance(done[s], CorruptArray)]
-        damaged = _warn_damaged(model, listed_damage + [done[s] for s in songs if isinstance(done[s], CorruptArray)])
+        kept = [s for s in songs if not isinstance(done[s], StoreError)]
+        left_out = _left_out(model, listed_damage + [done[s] for s in songs if isinstance(done[s], StoreError)])
         if not kept:
-            raise KeyError(f"no readable {model!r} songs in {self.url} (damaged: {', '.join(damaged)})")
+            raise KeyError(f"no readable {model!r} songs in {self.url} ({left_out})")
         first = self.load(kept[0], model, start=0.0, end=0.0)  # the coordinates and attributes, no frame read
         dims = ("song",) + tuple(d for d in first.dims if d != "time")
         coords = {d: first.coords[d].values for d in dims[1:] if d in first.coords}
         coords.update(song=kept, n_frames=("song", np.asarray([done[s][1] for s in kept])))
         attrs = {k: first.attrs[k] for k in ("model", "hop_s", "frame_rate_hz", "fingerprint") if k in first.attrs}
-        attrs.update(stat=stat, **({"damaged_songs": json.dumps(damaged)} if damaged else {}))
+        attrs.update(stat=stat, **left_out)
         values = np.stack([done[s][0] for s in kept]).astype(np.float32)
         return xr.DataArray(values, dims=dims, coords=coords, name=f"{model}_{stat}", attrs=attrs)
 
@@ -330,19 +339,21 @@ class StoreReader:
         """
         import xarray as xr
 
-        songs, damaged = (list(songs), []) if songs is not None else songs_and_damage(self.backend, model)
-        if not songs and not damaged:
+        explicit = songs is not None
+        songs, skipped = (list(songs), []) if explicit else songs_and_damage(self.backend, model)
+        if not songs and not skipped:
             raise KeyError(f"no complete {model!r} songs in {self.url}")
         loaded = {}
         for song in songs:
             try:
+                self._listed_array(model, song, explicit)
                 loaded[song] = self.load(song, model).transpose("time", ...)
-            except CorruptArray as e:
-                damaged.append(e)
-        names = _warn_damaged(model, damaged)
+            except (CorruptArray, SongRewritten) as e:
+                skipped.append(e)
+        left_out = _left_out(model, skipped)
         songs, arrays = list(loaded), list(loaded.values())
         if not arrays:
-            raise KeyError(f"no readable {model!r} songs in {self.url} (damaged: {', '.join(names)})")
+            raise KeyError(f"no readable {model!r} songs in {self.url} ({left_out})")
         longest = max(a.sizes["time"] for a in arrays)
         out = np.full((len(arrays), longest) + arrays[0].shape[1:], np.nan, dtype=np.float32)
         for i, a in enumerate(arrays):
@@ -353,8 +364,7 @@ class StoreReader:
         coords.update(song=songs, time=("time", axis.times(longest), {"units": "s"}),
                       length=("song", np.asarray([a.sizes["time"] for a in arrays])))
         attrs = {k: arrays[0].attrs[k] for k in ("model", "hop_s", "t0_s", "frame_rate_hz") if k in arrays[0].attrs}
-        return xr.DataArray(out, dims=dims, coords=coords, name=model,
-                            attrs={**attrs, **({"damaged_songs": json.dumps(names)} if names else {})})
+        return xr.DataArray(out, dims=dims, coords=coords, name=model, attrs={**attrs, **left_out})
 
 
 def _align(da_, target, method: str):
@@ -392,9 +402,13 @@ def _pool(arr: Any, stat: str) -> np.ndarray:
     return {"mean": lambda: mean, "std": lambda: np.sqrt(m2 / count), "min": lambda: low, "max": lambda: high}[stat]()
 
 
-def _warn_damaged(model: str, damaged: Sequence[CorruptArray]) -> list[str]:
-    """Name the damaged songs a collection left out (a warning), and return their ids."""
-    if damaged:
-        warnings.warn(f"{model}: {len(damaged)} damaged song(s) left out: " + "; ".join(str(e) for e in damaged),
-                      DamagedSongsWarning, stacklevel=3)
-    return [e.song_id for e in damaged]
+def _left_out(model: str, skipped: Sequence[StoreError]) -> dict[str, str]:
+    """Name the songs a collection left out in a warning (damaged ones, or ones another run rewrote while they
+    were read), and as attributes of the result (``damaged_songs``, ``rewritten_songs``: JSON lists)."""
+    damaged = [e.song_id for e in skipped if isinstance(e, CorruptArray)]
+    rewritten = [e.song_id for e in skipped if isinstance(e, SongRewritten)]
+    if skipped:
+        warnings.warn(f"{model}: {len(skipped)} song(s) left out: " + "; ".join(str(e) for e in skipped),
+                      DamagedSongsWarning if damaged else SkippedSongsWarning, stacklevel=3)
+    return {**({"damaged_songs": json.dumps(damaged)} if damaged else {}),
+            **({"rewritten_songs": json.dumps(rewritten)} if rewritten else {})}

@@ -246,3 +246,84 @@ def test_validate_fix_leaves_the_songs_of_a_live_run_alone(tmp_path):
     store.leases.release("writing", "a-live-run")
     freed = fstore("validate", store.url, "--fix")
     assert "removed m/writing" in output(freed) and FeatureStore(store.url).songs("m", complete_only=False) == []
+
+
+# -- readers during writes -----------------------------------------------------------------------------
+class RewrittenAfterListing:
+    """A store whose song ``b`` another run starts rewriting right after the group is listed (the interleaving
+    that made exports crash), through the public backend interface."""
+
+    def __init__(self, url: str) -> None:
+        self.inner = FeatureStore(url)
+        self.url, self.capabilities = url, self.inner.capabilities
+
+    def states(self, model):
+        states = self.inner.states(model)
+        if self.inner.array(model, "b") is None:  # already being rewritten
+            return states
+        attrs = {k: v for k, v in self.inner.array(model, "b").attrs.items() if k != "complete"}
+        data = self.inner.array(model, "b")[...]
+        zarr.open_group(self.url)[model].create_array("b", shape=data.shape, dtype="float32", overwrite=True,
+                                                      attributes=attrs)  # the rewrite has begun: no data yet
+        return states
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+@pytest.fixture
+def three_songs(tmp_path, fake_models):
+    for song in ("a", "b", "c"):
+        write_wav(tmp_path / "audio" / f"{song}.wav", 0.3)
+    assert fstore("extract", tmp_path / "audio", "--store", tmp_path / "s.zarr", "--models", "fake").exit_code == 0
+    return str(tmp_path / "s.zarr")
+
+
+def test_exports_racing_a_rewrite_leave_the_song_out_with_a_note(three_songs, tmp_path):
+    import shutil
+
+    from featurestore.export import export_hdf5, export_npy
+
+    other = str(tmp_path / "other.zarr")
+    shutil.copytree(three_songs, other)
+    report = export_npy(RewrittenAfterListing(three_songs), tmp_path / "npy")
+    assert [e.song_id for e in report.rewritten] == ["b"] and report.written == {"fake": 2}
+    assert not (tmp_path / "npy" / "fake" / "b.npy").exists()
+    assert [row.split(",")[0] for row in (tmp_path / "npy" / "fake" / "index.csv").read_text().splitlines()[1:]] == \
+        ["a", "c"]
+    report = export_hdf5(RewrittenAfterListing(other), tmp_path / "x.h5")
+    assert [e.song_id for e in report.rewritten] == ["b"]
+
+
+def test_collections_racing_a_rewrite_leave_the_song_out_with_a_note(three_songs, tmp_path):
+    import shutil
+
+    import featurestore as fs
+    from featurestore.errors import SkippedSongsWarning
+
+    for collect in ("pooled", "stack"):
+        copy = str(tmp_path / f"{collect}.zarr")
+        shutil.copytree(three_songs, copy)
+        reader = fs.StoreReader(RewrittenAfterListing(copy))
+        with pytest.warns(SkippedSongsWarning, match="rewritten"):
+            got = getattr(reader, collect)("fake")
+        assert list(got["song"].values) == ["a", "c"] and json.loads(got.attrs["rewritten_songs"]) == ["b"]
+
+
+def test_a_read_racing_a_rewrite_gives_the_old_or_the_new_array_never_a_crash(three_songs, fake_models):
+    from featurestore.errors import SongRewritten
+    from featurestore.extractors import registry
+    from featurestore.store.attributes import array_attributes
+
+    store = FeatureStore(three_songs, mode="r+")
+    opened = store.array("fake", "b")
+    old = store.array("fake", "b")[...]
+    new = np.ones((old.shape[0] + 7, 2), np.float32)
+    ext = registry.create("fake")
+    store.write("fake", "b", new, array_attributes(ext.describe(), ext.dims, new.shape, 1, 0.5, {}, "float32"))
+    try:
+        values = opened[...]
+    except SongRewritten as e:
+        assert "fake/b was rewritten" in str(e)
+    else:
+        assert np.array_equal(values, old) or np.array_equal(values, new[: old.shape[0]])

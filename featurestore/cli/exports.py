@@ -38,13 +38,20 @@ def export_npy(
 
 
 def _name_damaged(report) -> None:
-    """Each damaged song left out, and exit 1 when there is one (the others were exported)."""
+    """Each song left out, and the exit code that says why: 1 when one is damaged, 3 when songs were being
+    rewritten by another run (export again once it ends); the others were exported."""
     for e in report.damaged:
         console.print(f"[red]damaged, not exported[/] {escape(str(e))}")
+    for e in report.rewritten:
+        console.print(f"[yellow]not exported[/] {escape(str(e))}")
     if report.damaged:
         console.print(f"[red]{len(report.damaged)} damaged song(s) left out[/]: `fstore validate --fix` removes them "
                       "and `fstore extract` recomputes them")
         raise typer.Exit(1)
+    if report.rewritten:
+        console.print(f"[yellow]{len(report.rewritten)} song(s) left out[/]: another run was rewriting them; export "
+                      "again once it has ended")
+        raise typer.Exit(3)
 
 
 @app.command("export-hdf5")

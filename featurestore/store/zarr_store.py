@@ -31,7 +31,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import ConfigurationMismatch, CorruptArray, InvalidSongId, StoreError
+from ..errors import ConfigurationMismatch, CorruptArray, InvalidSongId, SongRewritten, StoreError
 from ._listing import CHUNKS, DAMAGED, node_metadata, parse, prefix_size
 from .attributes import configuration_differences, configuration_key
 from .backend import COMPLETE, DAMAGED as DAMAGED_STATE, INCOMPLETE, Capabilities, StoredArray
@@ -451,6 +451,14 @@ class _DamageNamingReader:
         self.store, self.node, self.group, self.song_id = store, node, group, song_id
 
     def __call__(self, index: Any) -> np.ndarray:
+        try:
+            return self._read(index)
+        except CorruptArray:
+            if self._rewritten():  # another run replaced the array while it was read: not damage
+                raise SongRewritten(self.store.url, self.group, self.song_id) from None
+            raise
+
+    def _read(self, index: Any) -> np.ndarray:
         touched = _touched_chunks(self.node.shape, self.node.chunks, index)
         try:
             values = np.asarray(self.node[index])
@@ -463,6 +471,14 @@ class _DamageNamingReader:
                 if not present:
                     raise CorruptArray(self.store.url, self.group, self.song_id, "missing chunk", key)
         return values
+
+    def _rewritten(self) -> bool:
+        """Whether the array's metadata is no longer the one this read started from."""
+        try:
+            now = self.store.array(self.group, self.song_id, complete_only=False)
+        except CorruptArray:
+            return False
+        return now is None or now.attrs != self.node.attrs.asdict()
 
     def _key(self, coords: tuple[int, ...]) -> str:
         return f"{self.node.path}/{self.node.metadata.chunk_key_encoding.encode_chunk_key(coords)}"
