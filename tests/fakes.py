@@ -161,12 +161,17 @@ RUNNER = ("import sys; from featurestore.extractors import registry; "
           "from featurestore.cli import app; sys.argv[0] = 'fstore'; app()")
 
 
-def counted_run(audio: str | os.PathLike[str], store: str, *extra: str) -> list[str]:
-    """The command line of an ``fstore extract --skip-existing`` run of the counted extractors."""
+def counted_fstore(*args: str) -> list[str]:
+    """The command line of ``fstore ARGS...`` with the counted extractors registered."""
     import sys
 
-    return [sys.executable, "-c", RUNNER, "extract", "--audio-dir", str(audio), "--store", str(store),
-            "--models", ",".join(COUNTED), "--skip-existing", *extra]
+    return [sys.executable, "-c", RUNNER, *map(str, args)]
+
+
+def counted_run(audio: str | os.PathLike[str], store: str, *extra: str) -> list[str]:
+    """The command line of an ``fstore extract --skip-existing`` run of the counted extractors."""
+    return counted_fstore("extract", "--audio-dir", audio, "--store", store, "--models", ",".join(COUNTED),
+                          "--skip-existing", *extra)
 
 
 def counted_env(log: str | os.PathLike[str], compute_s: float, **extra: str) -> dict[str, str]:
