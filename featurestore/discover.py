@@ -176,8 +176,15 @@ def source_info(file: AudioFile) -> dict[str, Any]:
     return {"path": file.relative, "size": st.st_size, "mtime": st.st_mtime, "sha256": sha256_file(file.path)}
 
 
-def source_unchanged(file: AudioFile, stored: dict[str, Any] | None) -> bool:
-    """Cheap check first (size, mtime), then the checksum when only the mtime moved."""
+def source_unchanged(file: AudioFile, stored: dict[str, Any] | None, hash_sources: bool = False) -> bool:
+    """Whether ``file`` is still the file its stored source record (size, mtime, sha256) describes.
+
+    By default the cheap check decides: the same size and mtime is unchanged; when only the mtime moved
+    (a touched or copied file), the sha256 decides, so such a file is not recomputed. A file rewritten
+    with its size and mtime kept (a tag editor that restores the mtime, ``cp -p`` of other content)
+    passes that check; ``hash_sources`` compares the sha256 of every file of the same size instead
+    (``--hash-sources``: it reads every input file once per run).
+    """
     if not stored:
         return False
     try:
@@ -186,6 +193,6 @@ def source_unchanged(file: AudioFile, stored: dict[str, Any] | None) -> bool:
         return False
     if st.st_size != stored.get("size"):
         return False
-    if st.st_mtime == stored.get("mtime"):
+    if st.st_mtime == stored.get("mtime") and not hash_sources:
         return True
     return sha256_file(file.path) == stored.get("sha256")

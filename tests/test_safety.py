@@ -1,9 +1,13 @@
 """No command destroys or mixes data: writing commands touch only fstore stores, and only
-``fstore extract`` creates one, at a path that does not exist or is an empty folder."""
+``fstore extract`` creates one, at a path that does not exist or is an empty folder; a changed
+input is recomputed; exports say what they kept; recorded failures stay recorded; awkward inputs
+cost only themselves."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 
 import numpy as np
 import pytest
@@ -110,3 +114,26 @@ def test_an_empty_zarr_group_is_no_foreign_data(tmp_path):
         FeatureStore(str(tmp_path / "s.zarr"), mode="r")
     store = FeatureStore(str(tmp_path / "s.zarr"), mode="a")
     assert json.loads((tmp_path / "s.zarr" / "zarr.json").read_text())["attributes"]["schema_version"] == store.root_attrs()["schema_version"]
+
+
+def _extract(*args: object) -> dict:
+    """``fstore extract ARGS... --json``: the summary."""
+    result = fstore("extract", *args, "--json")
+    return json.loads(result.stdout)
+
+
+# -- a source rewritten with its size and mtime kept: --hash-sources -----------------------------------
+def test_hash_sources_sees_a_file_rewritten_with_its_size_and_mtime_kept(tmp_path, fake_models):
+    song = write_wav(tmp_path / "audio" / "a.wav", 0.5, freq=440.0)
+    store = tmp_path / "s.zarr"
+    assert _extract(song.parent, "--store", store, "-m", "fake")["models"]["fake"]["done"] == 1
+    before = song.stat()
+    write_wav(song, 0.5, freq=660.0)  # other samples, the same size
+    os.utime(song, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (song.stat().st_size, song.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+
+    assert _extract(song.parent, "--store", store, "-m", "fake")["models"]["fake"]["cached"] == 1  # the cheap rule
+    assert _extract(song.parent, "--store", store, "-m", "fake", "--hash-sources")["models"]["fake"]["done"] == 1
+    stored = FeatureStore(str(store)).array("fake", "a").attrs["source"]
+    assert stored["sha256"] == hashlib.sha256(song.read_bytes()).hexdigest()
+    assert _extract(song.parent, "--store", store, "-m", "fake", "--hash-sources")["models"]["fake"]["cached"] == 1

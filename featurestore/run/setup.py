@@ -51,6 +51,7 @@ class RunRequest:
     workers: int | None = 0  # None: auto
     dask_scheduler: str | None = None
     dry_run: bool = False
+    hash_sources: bool = False  # decide "unchanged" by each file's sha256, not its size and mtime
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,7 @@ def prepare_run(request: RunRequest) -> PreparedRun:
 
     options = RunOptions(retry_failed=request.retry_failed, output_base=request.output_base, device=device,
                          overwrite=request.overwrite, dtype=request.dtype, groups=_groups(request.as_group, extractors),
-                         batch_songs=request.batch_songs or songs_per_task(device))
+                         batch_songs=request.batch_songs or songs_per_task(device), hash_sources=request.hash_sources)
     if store is not None and not request.overwrite:
         for ext in extractors:
             group = options.group(ext)
