@@ -5,9 +5,13 @@ cost only themselves."""
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -137,3 +141,150 @@ def test_hash_sources_sees_a_file_rewritten_with_its_size_and_mtime_kept(tmp_pat
     stored = FeatureStore(str(store)).array("fake", "a").attrs["source"]
     assert stored["sha256"] == hashlib.sha256(song.read_bytes()).hexdigest()
     assert _extract(song.parent, "--store", store, "-m", "fake", "--hash-sources")["models"]["fake"]["cached"] == 1
+
+
+# -- exports: index.csv describes the files on disk; the target is checked first; no temporary file stays ---------
+def _index(folder) -> dict[str, dict[str, str]]:
+    with open(folder / "index.csv", newline="") as f:
+        return {row["song_id"]: row for row in csv.DictReader(f)}
+
+
+def test_a_kept_export_that_differs_from_the_store_is_stale_and_indexed_as_it_is(tmp_path, fake_models):
+    audio, store, out = tmp_path / "audio", tmp_path / "s.zarr", tmp_path / "npy"
+    write_wav(audio / "a.wav", 3.0)
+    write_wav(audio / "b.wav", 1.0, freq=440.0)
+    write_wav(audio / "c.wav", 1.0)
+    _extract(audio, "--store", store, "-m", "fake")
+    assert "3 written" in fstore("export-npy", store, "--output-base", out).output
+    write_wav(audio / "a.wav", 5.0)  # recomputed on 5 s: another shape
+    write_wav(audio / "b.wav", 1.0, freq=660.0)  # recomputed: the same shape, other values
+    assert _extract(audio, "--store", store, "-m", "fake")["models"]["fake"]["done"] == 2
+
+    result = fstore("export-npy", store, "--output-base", out)
+    assert result.exit_code == 0 and "0 written" in output(result) and "1 kept, 2 stale (use --overwrite): a, b" in output(result)
+    index = _index(out / "fake")
+    assert np.load(out / "fake" / "a.npy").shape == (300, 2) and index["a"]["n_frames"] == "300"
+    assert [index[s]["stale"] for s in "abc"] == ["true", "true", "false"]
+    stored = FeatureStore(str(store)).array("fake", "b").attrs
+    assert index["b"]["written"] != stored["written"] or index["b"]["source_sha256"] != stored["source"]["sha256"]
+
+    assert "3 written" in fstore("export-npy", store, "--output-base", out, "--overwrite").output
+    index = _index(out / "fake")
+    assert index["a"]["n_frames"] == "500" and [index[s]["stale"] for s in "abc"] == ["false"] * 3
+    assert "3 kept" in output(fstore("export-npy", store, "--output-base", out))
+
+
+def test_files_without_an_index_row_are_compared_by_content(tmp_path, fake_models):
+    """``extract --output-base`` writes .npy files and no index: a later export checks them against the store."""
+    audio, store, out = tmp_path / "audio", tmp_path / "s.zarr", tmp_path / "npy"
+    write_wav(audio / "a.wav", 1.0)
+    write_wav(audio / "b.wav", 1.0)
+    _extract(audio, "--store", store, "-m", "fake", "--output-base", out)
+    np.save(out / "fake" / "b.npy", np.zeros((100, 2), np.float32))  # same shape, other values
+    result = fstore("export-npy", store, "--output-base", out)
+    assert "1 kept, 1 stale (use --overwrite): b" in output(result)
+    index = _index(out / "fake")
+    assert index["a"]["n_frames"] == "100" and index["a"]["stale"] == "false" and index["a"]["written"]
+    assert index["b"] == {**dict.fromkeys(index["b"], ""), "song_id": "b", "n_frames": "100", "stale": "true"}
+
+
+@pytest.fixture
+def exported(tmp_path, fake_models):
+    """A store of one song, and an HDF5 export of it."""
+    write_wav(tmp_path / "audio" / "a.wav", 1.0)
+    _extract(tmp_path / "audio", "--store", tmp_path / "s.zarr", "-m", "fake")
+    assert fstore("export-hdf5", tmp_path / "s.h5", "--store", tmp_path / "s.zarr").exit_code == 0
+    return tmp_path
+
+
+@pytest.fixture
+def read_only(tmp_path, monkeypatch):
+    """A folder nobody may write into; permission bits do not stop root, so ``os.access`` answers as they say."""
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    folder.chmod(0o555)
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if Path(p) == folder and mode & os.W_OK
+                        else real(p, mode, **kw))
+    yield folder
+    folder.chmod(0o755)
+
+
+@pytest.mark.parametrize("command, code, message", [
+    (["export-npy", "{zarr}", "--output-base", "{base}/file.txt"], 4, "file.txt: a file, not a folder"),
+    (["export-hdf5", "{base}/file.txt", "--store", "{zarr}"], 4, "file.txt exists; use --overwrite"),
+    (["export-hdf5", "{base}/folder.h5", "--store", "{zarr}", "--overwrite"], 5, "folder.h5: a folder"),
+    (["export-npy", "{zarr}", "--output-base", "{base}/locked"], 6, "locked: cannot be written"),
+    (["export-npy", "{zarr}", "--output-base", "{base}/locked/npy"], 6, "npy: cannot be written"),
+    (["export-hdf5", "{base}/locked/x.h5", "--store", "{zarr}"], 6, "x.h5: cannot be written"),
+    (["export-npy", "{zarr}", "--output-base", "{zarr}"], 7, "is the store being exported"),
+    (["export-npy", "{zarr}", "--output-base", "{zarr}/fake"], 7, "lies inside the store being exported"),
+    (["export-hdf5", "{zarr}/x.h5", "--store", "{zarr}"], 7, "lies inside the store being exported"),
+    (["export-hdf5", "{base}/s.h5", "--store", "{base}/s.h5", "--overwrite"], 7, "is the store being exported"),
+    (["export-npy", "{base}/s.h5", "--output-base", "{base}/s.h5"], 7, "is the store being exported"),
+], ids=["npy-file", "h5-exists", "h5-folder", "npy-read-only", "npy-under-read-only", "h5-read-only",
+        "npy-store", "npy-in-store", "h5-in-store", "h5-store", "npy-h5-store"])
+def test_export_targets_are_checked_before_any_work(exported, read_only, command, code, message):
+    (exported / "file.txt").write_text("mine")
+    (exported / "folder.h5").mkdir()
+    before = _snapshot(exported)
+    result = fstore(*[a.format(zarr=exported / "s.zarr", base=exported) for a in command])
+    assert result.exit_code == code and message in output(result), result.output
+    assert _snapshot(exported) == before
+
+
+INTERRUPTING_EXPORT = """
+import os, signal, sys
+import {module}
+real = {module}.{function}
+calls = []
+
+def interrupted(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == 2:  # while the second file is written
+        os.kill(os.getpid(), signal.{signal})
+    return real(*args, **kwargs)
+
+{module}.{function} = interrupted
+from featurestore.cli import app
+sys.argv[0] = "fstore"
+app()
+"""
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("command", ["export-npy", "export-hdf5"])
+def test_an_interrupted_export_leaves_no_temporary_file(tmp_path, fake_models, command, sig):
+    for name in "abcd":
+        write_wav(tmp_path / "audio" / f"{name}.wav", 0.5)
+    _extract(tmp_path / "audio", "--store", tmp_path / "s.zarr", "-m", "fake")
+    out = tmp_path / "out"
+    module, function, args = (("numpy", "save", ["--output-base", out]) if command == "export-npy"
+                              else ("h5py", "Group.create_dataset", [out / "x.h5"]))
+    code = INTERRUPTING_EXPORT.format(module=module, function=function, signal=sig)
+    if "." in function:  # a method: patch it on its class
+        cls, method = function.split(".")
+        code = code.replace(f"{module}.{function} = interrupted", f"setattr({module}.{cls}, {method!r}, interrupted)")
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", code, command, "--store", str(tmp_path / "s.zarr"), *map(str, args)],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])})
+    assert done.returncode == 130, done.stderr
+    assert "interrupted" in done.stderr and "Traceback" not in done.stderr
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".partial")]
+    if command == "export-npy":  # the index lists exactly the files the export left
+        assert set(_index(out / "fake")) == {p.stem for p in (out / "fake").glob("*.npy")}
+    else:
+        assert not out.exists() or not list(out.iterdir())
+
+
+def test_a_long_legal_song_id_exports(tmp_path, fake_models):
+    """240 bytes of CJK: a legal file name, whose export's temporary name must stay within 255 bytes too."""
+    song_id = "音" * 80
+    write_wav(tmp_path / "a.wav", 0.5)
+    listing = tmp_path / "list.csv"
+    listing.write_text(f"path,song_id\n{tmp_path / 'a.wav'},{song_id}\n")
+    assert _extract("--files-from", listing, "--store", tmp_path / "s.zarr", "-m", "fake")["exit_code"] == 0
+    assert fstore("export-npy", tmp_path / "s.zarr", "--output-base", tmp_path / "npy").exit_code == 0
+    assert (tmp_path / "npy" / "fake" / f"{song_id}.npy").exists()
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".partial")]

@@ -85,7 +85,7 @@ def test_hdf5_round_trip_keeps_every_value_and_attribute(tmp_path, full_store):
     assert h.info()["models"]["fake"]["songs"] == 2
     ds = h.load_song("long", align="fake")
     assert set(ds.data_vars) == {"fake", "slow", "layered"}
-    assert fstore("export-hdf5", out, "--store", full_store.url).exit_code == 1  # exists: refused
+    assert fstore("export-hdf5", out, "--store", full_store.url).exit_code == 4  # exists: refused
     assert fstore("export-hdf5", out, "--store", full_store.url, "--overwrite", "-m", "slow").exit_code == 0
     assert fs.open_store(str(out)).models() == ["slow"]
 

@@ -1,15 +1,34 @@
-"""``export-npy`` and ``export-hdf5``: a store into the classic ``.npy`` layout, or into one HDF5 file."""
+"""``export-npy`` and ``export-hdf5``: a store into the classic ``.npy`` layout, or into one HDF5 file.
+
+Exit codes: 0 exported (kept and stale files are reported, not failures); 1 the store cannot be read,
+or a file could not be written during the export; 2 a usage error; a target that cannot take the export,
+found before any work: 4 a file is in the way (``--output-base`` is a file, or the HDF5 file exists
+without ``--overwrite``), 5 the HDF5 target is a folder, 6 the target is read-only, 7 the target is the
+store being exported or lies inside it; 130 interrupted (Ctrl-C or SIGTERM: the files being written are
+finished, no temporary file is left).
+"""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, NoReturn, Optional
 
 import typer
+from rich.markup import escape
 
-from ..errors import StoreError
-from .app import StoreArgument, StoreOption, app, fail, out, split_names, store_url
+from ..errors import ExportTarget, StoreError
+from .app import StoreArgument, StoreOption, app, console, fail, out, split_names, stop_on_sigterm, store_url
+
+#: ``ExportTarget.kind`` -> exit code
+TARGET_EXIT_CODES = {"file": 4, "folder": 5, "read-only": 6, "store": 7}
+EXIT_INTERRUPTED = 130
+
+
+def _interrupted() -> NoReturn:
+    console.print("[yellow]interrupted[/]: the files written so far are whole, no temporary file is left; "
+                  "run the same command again to finish")
+    raise typer.Exit(EXIT_INTERRUPTED)
 
 
 @app.command("export-npy")
@@ -20,18 +39,26 @@ def export_npy(
     models: Annotated[Optional[list[str]], typer.Option("--models", "-m", help="Models (groups) to export (default: all in the store).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing .npy files.")] = False,
 ) -> None:
-    """Write <output-base>/<model>/<song>.npy (float32; (T,512), (T,2), (T,), (T,768)) for every complete song."""
+    """Write <output-base>/<model>/<song>.npy (float32; (T,512), (T,2), (T,), (T,768)) for every complete song,
+    and <model>/index.csv describing each file (its clock, source, and whether it is stale)."""
     from ..export import export_npy as do_export
     from ..store import open_backend
 
     store = store_url(store_arg, store)
+    stop_on_sigterm()
     try:
         report = do_export(open_backend(store), output_base, split_names(models), overwrite=overwrite)
-    except (StoreError, KeyError) as e:
+    except ExportTarget as e:
+        fail(e, TARGET_EXIT_CODES[e.kind])
+    except (StoreError, KeyError, OSError) as e:
         fail(e)
+    except KeyboardInterrupt:
+        _interrupted()
     for model, n in report.written.items():
-        kept = report.kept[model]
-        out.print(f"{model}: {n} written to {output_base / model}" + (f", {kept} kept (use --overwrite)" if kept else ""))
+        stale = report.stale[model]
+        out.print(escape(f"{model}: {n} written to {output_base / model}") + (f", {report.kept[model]} kept" if report.kept[model] else "")
+                  + (f", [yellow]{len(stale)} stale[/] (use --overwrite): " + escape(", ".join(stale[:5]))
+                     + (", …" if len(stale) > 5 else "") if stale else ""))
 
 
 @app.command("export-hdf5")
@@ -47,9 +74,14 @@ def export_hdf5(
     from ..store import open_backend
 
     start = time.perf_counter()
+    stop_on_sigterm()
     try:
         written = do_export(open_backend(store_url(None, store)), out_file, split_names(models), overwrite=overwrite)
-    except (StoreError, KeyError, FileExistsError) as e:
+    except ExportTarget as e:
+        fail(e, TARGET_EXIT_CODES[e.kind])
+    except (StoreError, KeyError, OSError) as e:
         fail(e)
-    out.print(f"{out_file}: " + ", ".join(f"{m} {n} songs" for m, n in written.items())
-              + f" in {time.perf_counter() - start:.1f} s")
+    except KeyboardInterrupt:
+        _interrupted()
+    out.print(escape(f"{out_file}: " + ", ".join(f"{m} {n} songs" for m, n in written.items())
+                     + f" in {time.perf_counter() - start:.1f} s"))

@@ -4,7 +4,6 @@ to what is printed, and the summary's exit code."""
 from __future__ import annotations
 
 import json
-import signal
 import sys
 from enum import Enum
 from pathlib import Path
@@ -14,7 +13,7 @@ import typer
 
 from ..errors import ConfigurationMismatch, StoreError, UsageError
 from ..options import PANEL as MODEL_PANEL, with_model_flags
-from .app import app, console, fail, out, split_names
+from .app import app, console, fail, out, split_names, stop_on_sigterm
 from .reporting import LineReporter, RichReporter, print_summary, summary_dict
 
 
@@ -41,11 +40,6 @@ def parse_workers(value: str) -> int | None:
     if count < 0:
         raise typer.BadParameter(f"{value!r}: use a number of processes (0: this process) or auto", param_hint="--workers")
     return count
-
-
-def _terminate_as_interrupt(signum: int, frame: Any) -> None:
-    """SIGTERM (a scheduler ending the job) stops the run like Ctrl-C: finished songs stay complete."""
-    raise KeyboardInterrupt
 
 
 def _print_plan(prepared: Any, as_json: bool) -> None:
@@ -155,7 +149,7 @@ def extract(
         console.print("[red]no model can run[/]")
         raise typer.Exit(1)
     reporter = (RichReporter if console.is_terminal else LineReporter)(console, verbose=verbose, quiet=quiet)
-    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    stop_on_sigterm()  # finished songs stay complete
     try:
         summary = execute(prepared, reporter)
     except KeyboardInterrupt:
