@@ -288,3 +288,28 @@ def test_a_long_legal_song_id_exports(tmp_path, fake_models):
     assert fstore("export-npy", tmp_path / "s.zarr", "--output-base", tmp_path / "npy").exit_code == 0
     assert (tmp_path / "npy" / "fake" / f"{song_id}.npy").exists()
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".partial")]
+
+
+# -- recorded failures: computing a song keeps the failures of the songs nested under its id ----------------------
+def test_computing_a_song_keeps_the_failures_recorded_under_its_id(tmp_path, fake_models):
+    audio, store = tmp_path / "audio", tmp_path / "s.zarr"
+    (audio / "c").mkdir(parents=True)
+    (audio / "c" / "x.wav").write_text("not audio")  # c/x fails first (the folder c sorts before c.wav) ...
+    write_wav(audio / "c.wav", 0.5)  # ... then c is computed, which clears c's own record
+    summary = _extract(audio, "--store", store, "-m", "fake")
+    assert summary["models"]["fake"]["done"] == 1 and [f["song_id"] for f in summary["failures"]] == ["c/x"]
+    assert [f["song_id"] for f in FeatureStore(str(store)).failures("fake")] == ["c/x"]
+
+    retried = _extract(audio, "--store", store, "-m", "fake", "--retry-failed")  # only c/x is in the run
+    assert [f["song_id"] for f in retried["failures"]] == ["c/x"] and retried["models"]["fake"]["cached"] == 0
+
+
+def test_clearing_a_failure_clears_that_song_only(tmp_path):
+    store = FeatureStore(str(tmp_path / "s.zarr"), mode="a")
+    for song in ("c/x", "c", "c/x/y", "d"):
+        store.record_failure("m", song, f"{song} failed", "AudioError", None)
+    store.clear_failure("m", "c")
+    assert [f["song_id"] for f in store.failures()] == ["c/x", "c/x/y", "d"]
+    store.clear_failure("m", "c/x/y")
+    store.clear_failure("m", "d")
+    assert [(f["song_id"], f["error"]) for f in store.failures()] == [("c/x", "c/x failed")]
