@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import zarr
 
-from featurestore.errors import StoreError
-from featurestore.store import FeatureStore
+from featurestore.errors import InvalidSongId, StoreError
+from featurestore.store import FeatureStore, validate_song_id
 
 from .conftest import write_wav
 from .helpers import fstore, output
@@ -313,3 +313,30 @@ def test_clearing_a_failure_clears_that_song_only(tmp_path):
     store.clear_failure("m", "c/x/y")
     store.clear_failure("m", "d")
     assert [(f["song_id"], f["error"]) for f in store.failures()] == [("c/x", "c/x failed")]
+
+
+# -- song ids longer than a file name may be: an error for that file, found before any work --------------------
+def test_a_song_id_too_long_for_a_file_name_costs_only_its_file(tmp_path, fake_models):
+    for name in ("long", "ok"):
+        write_wav(tmp_path / f"{name}.wav", 0.5)
+    listing = tmp_path / "list.csv"
+    listing.write_text(f"path,song_id\n{tmp_path / 'long.wav'},{'x' * 300}\n{tmp_path / 'ok.wav'},ok\n")
+    store = tmp_path / "s.zarr"
+    for _ in range(2):  # and every rerun of the list does the work of the others
+        result = fstore("extract", "--files-from", listing, "--store", store, "-m", "fake")
+        assert result.exit_code == 1 and "long.wav: invalid song id" in output(result), result.output
+        assert "longer than a file name may be" in output(result)
+        assert FeatureStore(str(store)).songs("fake") == ["ok"]
+
+
+@pytest.mark.parametrize("song_id, valid", [
+    ("a" * 251, True), ("a" * 252, False),  # the last component names the .npy export: 4 bytes less
+    ("a" * 255 + "/b", True), ("a" * 256 + "/b", False),
+    ("音" * 83, True), ("音" * 84, False),  # bytes in UTF-8, not characters
+], ids=["251", "252", "255/b", "256/b", "cjk-249", "cjk-252"])
+def test_song_id_components_fit_a_file_name(song_id, valid):
+    if valid:
+        assert validate_song_id(song_id) == song_id
+    else:
+        with pytest.raises(InvalidSongId, match="longer than a file name may be"):
+            validate_song_id(song_id)
