@@ -40,11 +40,19 @@ class Discovery:
     errors: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) found while scanning
 
 
+#: files a music folder holds beside the audio whose MIME types say ``audio/*`` although they hold no
+#: sound: playlists and cue sheets (lists of other files) and MIDI (notes, not samples)
+NOT_AUDIO_EXTENSIONS = frozenset(".m3u .m3u8 .pls .cue .xspf .wpl .asx .mid .midi .kar .rmi".split())
+
+
 def is_audio_name(name: str) -> bool:
-    """Whether a file name looks like audio (known extension or an ``audio/*`` MIME type)."""
+    """Whether a file name looks like audio (a known extension, or an ``audio/*`` MIME type but for
+    :data:`NOT_AUDIO_EXTENSIONS`)."""
     ext = os.path.splitext(name)[1].lower()
     if ext in AUDIO_EXTENSIONS:
         return True
+    if ext in NOT_AUDIO_EXTENSIONS:
+        return False
     mime, _ = mimetypes.guess_type(name, strict=False)
     return bool(mime and mime.startswith("audio/"))
 

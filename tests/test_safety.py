@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import zarr
 
+from featurestore.discover import gather, read_file_list
 from featurestore.errors import InvalidSongId, StoreError
 from featurestore.store import FeatureStore, validate_song_id
 
@@ -340,3 +341,16 @@ def test_song_id_components_fit_a_file_name(song_id, valid):
     else:
         with pytest.raises(InvalidSongId, match="longer than a file name may be"):
             validate_song_id(song_id)
+
+
+# -- playlists and MIDI files in a music folder are not audio -------------------------------------------------
+def test_playlists_and_midi_files_are_skipped_as_non_audio(tmp_path, fake_models):
+    audio = tmp_path / "audio"
+    write_wav(audio / "song.wav", 0.5)
+    others = ["list.m3u", "list.M3U8", "radio.pls", "album.cue", "tune.mid", "tune.midi", "karaoke.kar"]
+    for name in others:
+        (audio / name).write_bytes(b"#EXTM3U\nsong.wav\n" if "m3u" in name.lower() else b"MThd\x00\x00\x00\x06")
+    found = gather([audio])
+    assert [f.song_id for f in found.files] == ["song"] and found.skipped_non_audio == len(others)
+    result = fstore("extract", audio, "--store", tmp_path / "s.zarr", "-m", "fake")
+    assert result.exit_code == 0 and f"({len(others)} non-audio" in output(result), result.output
