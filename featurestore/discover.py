@@ -124,8 +124,10 @@ def gather(paths: Sequence[str | os.PathLike[str]], listed: Sequence[tuple[str, 
 def read_file_list(source: str | os.PathLike[str] | TextIO) -> list[tuple[str, str | None]]:
     """(path, song id or None) pairs from a list: one path per line, or a CSV whose header is
     ``path`` or ``path,song_id``. Blank lines and lines starting with ``#`` are ignored; relative
-    paths are relative to the current folder."""
+    paths are relative to the current folder. A leading UTF-8 byte order mark (Excel's "CSV UTF-8")
+    is dropped, from a file or a stream."""
     text = source.read() if hasattr(source, "read") else Path(source).read_text()
+    text = text.removeprefix("\ufeff")
     lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
     if lines and [c.strip() for c in lines[0].split(",")][:1] == ["path"]:
         rows = list(csv.DictReader(lines))

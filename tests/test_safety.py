@@ -354,3 +354,19 @@ def test_playlists_and_midi_files_are_skipped_as_non_audio(tmp_path, fake_models
     assert [f.song_id for f in found.files] == ["song"] and found.skipped_non_audio == len(others)
     result = fstore("extract", audio, "--store", tmp_path / "s.zarr", "-m", "fake")
     assert result.exit_code == 0 and f"({len(others)} non-audio" in output(result), result.output
+
+
+# -- lists saved with a UTF-8 byte order mark (Excel's "CSV UTF-8") ------------------------------------------
+def test_a_list_may_start_with_a_utf8_bom(tmp_path, fake_models):
+    write_wav(tmp_path / "a.wav", 0.5)
+    text = f"path,song_id\r\n{tmp_path / 'a.wav'},albums/first\r\n"
+    listing = tmp_path / "list.csv"
+    listing.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    assert read_file_list(listing) == [(str(tmp_path / "a.wav"), "albums/first")]
+    plain = tmp_path / "list.txt"
+    plain.write_bytes(b"\xef\xbb\xbf" + f"{tmp_path / 'a.wav'}\n".encode())
+    assert read_file_list(plain) == [(str(tmp_path / "a.wav"), None)]
+    store = tmp_path / "s.zarr"
+    result = fstore("extract", "--files-from", "-", "--store", store, "-m", "fake", input="\ufeff" + text)
+    assert result.exit_code == 0, result.output
+    assert FeatureStore(str(store)).songs("fake") == ["albums/first"]
