@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import zarr
 
+import featurestore as fs
 from featurestore.discover import gather, read_file_list
 from featurestore.errors import InvalidSongId, StoreError
 from featurestore.store import FeatureStore, validate_song_id
@@ -370,3 +371,72 @@ def test_a_list_may_start_with_a_utf8_bom(tmp_path, fake_models):
     result = fstore("extract", "--files-from", "-", "--store", store, "-m", "fake", input="\ufeff" + text)
     assert result.exit_code == 0, result.output
     assert FeatureStore(str(store)).songs("fake") == ["albums/first"]
+
+
+# -- the read API: time ranges that can only be mistakes, one name as a string, what is not a store -----------
+@pytest.fixture
+def one_song(tmp_path, fake_models):
+    """A store of song ``a`` (1 s) computed by ``fake`` (100 frames) and ``slow`` (10 frames)."""
+    write_wav(tmp_path / "audio" / "a.wav", 1.0)
+    _extract(tmp_path / "audio", "--store", tmp_path / "s.zarr", "-m", "fake,slow")
+    return tmp_path / "s.zarr"
+
+
+@pytest.mark.parametrize("start, end, message", [
+    (5, 2, r"time range \[5, 2\): start is after end"),
+    (float("nan"), None, r"time range \[nan, None\): start must be seconds"),
+    (None, float("nan"), r"time range \[None, nan\): end must be seconds"),
+    (None, -1, r"time range \[None, -1\): end must be seconds from the song's start, 0 or more"),
+    (-1, None, r"start must be seconds"),
+], ids=["inverted", "start-nan", "end-nan", "end-negative", "start-negative"])
+def test_a_range_that_can_only_be_a_mistake_is_a_value_error(one_song, start, end, message):
+    reader = fs.open_store(str(one_song))
+    with pytest.raises(ValueError, match=message):
+        reader.load("a", "fake", start=start, end=end)
+    with pytest.raises(ValueError, match=message):
+        reader.load_song("a", start=start, end=end)
+
+
+def test_a_range_beyond_the_end_is_empty(one_song):
+    reader = fs.open_store(str(one_song))
+    assert reader.load("a", "fake", start=5).shape == (0, 2)
+    assert reader.load("a", "fake", start=5, end=float("inf")).shape == (0, 2)
+    assert reader.load("a", "fake", start=0.5, end=0.5).shape == (0, 2)
+    assert reader.load("a", "fake", start=0.5, end=0.6).shape == (10, 2)
+
+
+def test_one_name_may_be_given_as_a_string(one_song):
+    reader = fs.open_store(str(one_song))
+    assert set(reader.load_song("a", models="fake").data_vars) == {"fake"}
+    assert list(reader.pooled("fake", songs="a")["song"].values) == ["a"]
+    assert list(reader.stack("slow", songs="a")["song"].values) == ["a"]
+
+
+def test_plot_refuses_a_wrong_range_or_an_output_it_cannot_write(one_song, tmp_path):
+    pytest.importorskip("matplotlib")
+    picture = tmp_path / "p.png"
+    inverted = fstore("plot", "a", "--store", one_song, "-o", picture, "--start", "5", "--end", "2")
+    assert inverted.exit_code == 2 and "start is after end" in output(inverted) and not picture.exists()
+    nowhere = fstore("plot", "a", "--store", one_song, "-o", tmp_path / "nodir" / "x.png")
+    assert nowhere.exit_code == 1 and "nodir is not a folder" in output(nowhere)
+    assert fstore("plot", "a", "--store", one_song, "-o", picture, "--start", "0.2").exit_code == 0
+
+
+def test_a_zarr_store_in_a_folder_named_h5_opens_as_zarr(tmp_path, fake_models):
+    write_wav(tmp_path / "audio" / "a.wav", 0.5)
+    _extract(tmp_path / "audio", "--store", tmp_path / "features.h5", "-m", "fake")
+    assert fs.open_store(str(tmp_path / "features.h5")).songs("fake") == ["a"]
+    assert fstore("info", tmp_path / "features.h5").exit_code == 0
+
+
+def test_an_hdf5_file_that_is_no_fstore_export_is_refused_at_open(tmp_path):
+    import h5py
+
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as f:
+        f.create_dataset("fake/a", data=np.zeros((10, 2), np.float32))
+    with pytest.raises(StoreError, match="other.h5: an HDF5 file, but not one written by fstore export-hdf5"):
+        fs.open_store(str(other))
+    for command in (["info", other], ["show", "a", "--store", other], ["export-npy", other, "--output-base", tmp_path / "n"]):
+        result = fstore(*command)
+        assert result.exit_code == 1 and "not one written by fstore export-hdf5" in output(result), command
