@@ -440,3 +440,43 @@ def test_an_hdf5_file_that_is_no_fstore_export_is_refused_at_open(tmp_path):
     for command in (["info", other], ["show", "a", "--store", other], ["export-npy", other, "--output-base", tmp_path / "n"]):
         result = fstore(*command)
         assert result.exit_code == 1 and "not one written by fstore export-hdf5" in output(result), command
+
+
+# -- Ctrl-C while the models load: exit 130 and the summary, whatever the interrupted import raised ------------
+INTERRUPTING_IMPORTS = {
+    "interrupt": "raise KeyboardInterrupt\n",
+    # what an interrupted extension module can leave: an ImportError whose context is the interrupt
+    "initialization-failed": "try:\n    raise KeyboardInterrupt\nexcept KeyboardInterrupt:\n"
+                             "    raise ImportError('initialization failed')\n",
+}
+
+
+@pytest.mark.parametrize("source", INTERRUPTING_IMPORTS.values(), ids=INTERRUPTING_IMPORTS.keys())
+def test_ctrl_c_while_the_models_load_exits_130_with_the_summary(tmp_path, fake_models, monkeypatch, source):
+    from featurestore.extractors import registry
+
+    from .fakes import INTERRUPTED_IMPORT_ENV
+
+    registry.register("interrupted", "tests.fakes:InterruptedLoad")
+    (tmp_path / "modules").mkdir()
+    (tmp_path / "modules" / "fstore_test_interrupting.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path / "modules"))
+    monkeypatch.setenv(INTERRUPTED_IMPORT_ENV, "fstore_test_interrupting")
+    write_wav(tmp_path / "audio" / "a.wav", 0.5)
+    result = fstore("extract", tmp_path / "audio", "--store", tmp_path / "s.zarr", "-m", "fake,interrupted", "--json")
+    assert result.exit_code == 130, result.output
+    summary = json.loads(result.stdout)
+    assert summary["interrupted"] is True and summary["exit_code"] == 130 and set(summary["models"]) == {"fake", "interrupted"}
+
+
+def test_a_model_that_cannot_be_imported_stops_the_run_with_the_reason(tmp_path, fake_models, monkeypatch):
+    from featurestore.extractors import registry
+
+    from .fakes import INTERRUPTED_IMPORT_ENV
+
+    registry.register("interrupted", "tests.fakes:InterruptedLoad")
+    monkeypatch.setenv(INTERRUPTED_IMPORT_ENV, "fstore_test_no_such_module")
+    write_wav(tmp_path / "audio" / "a.wav", 0.5)
+    result = fstore("extract", tmp_path / "audio", "--store", tmp_path / "s.zarr", "-m", "fake,interrupted", "--json")
+    summary = json.loads(result.stdout)
+    assert result.exit_code == 1 and "a model could not be loaded: No module named 'fstore_test_no_such_module'" in summary["stopped"]

@@ -11,6 +11,7 @@ but the store itself, which a run creates where nothing is.
 from __future__ import annotations
 
 import os
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence, TextIO
@@ -167,17 +168,22 @@ def _groups(as_group: str | None, extractors: Sequence[Extractor]) -> tuple[tupl
 def execute(prepared: PreparedRun, reporter: Reporter | None = None) -> Summary:
     """Run a prepared run; its summary also says what was left out (inputs, models) and why it stopped.
 
-    A store that cannot be written stops the run: the summary says so (``stopped``). KeyboardInterrupt
-    propagates once what was computed is stored; the reporter has the summary (``interrupted``).
+    A store that cannot be written, or a model that cannot be loaded (a missing package), stops the run:
+    the summary says so (``stopped``). KeyboardInterrupt (also during the models' imports) propagates
+    once what was computed is stored; the reporter has the summary (``interrupted``).
     """
     if prepared.store is None:
         raise UsageError("a dry run is not executed")
     kept = _Kept(reporter or SilentReporter())
     try:
-        with execution(prepared.workers, prepared.request.dask_scheduler) as where:
+        with ExitStack() as stack:
+            try:
+                where = stack.enter_context(execution(prepared.workers, prepared.request.dask_scheduler))
+            except ImportError as e:  # the cluster's client is not installed
+                raise UsageError(str(e), "--dask-scheduler") from e
             run(prepared.store, prepared.found.files, prepared.extractors, prepared.options, kept, where, prepared.plan)
-    except ImportError as e:
-        raise UsageError(str(e), "--dask-scheduler") from e
+    except ImportError as e:  # a model's load needs a package that is missing or broken
+        kept.summary.stopped = f"a model could not be loaded: {e}"
     except StoreError as e:
         kept.summary.stopped = str(e)
     finally:  # also on an interrupt: the reporter's summary says what was left out
