@@ -480,3 +480,25 @@ def test_a_model_that_cannot_be_imported_stops_the_run_with_the_reason(tmp_path,
     result = fstore("extract", tmp_path / "audio", "--store", tmp_path / "s.zarr", "-m", "fake,interrupted", "--json")
     summary = json.loads(result.stdout)
     assert result.exit_code == 1 and "a model could not be loaded: No module named 'fstore_test_no_such_module'" in summary["stopped"]
+
+
+# -- leases leave no empty folders behind ----------------------------------------------------------------------
+def test_released_leases_leave_no_empty_folders(tmp_path):
+    from featurestore.store.leases import LEASES, Leases
+
+    store = tmp_path / "s.zarr"
+    FeatureStore(str(store), mode="a")
+    leases = Leases(str(store))
+    assert leases.acquire("a/b/c", "run1") is None
+    assert (store / LEASES / "a" / "b" / "c" / "zarr.json").exists()
+    leases.release("a/b/c", "run1")
+    assert sorted(p.name for p in (store / LEASES).iterdir()) == ["zarr.json"]
+
+    dead = store / LEASES / "a" / "b" / "c" / "zarr.json"  # a run that died holding a/b/c: taken over
+    dead.parent.mkdir(parents=True)
+    dead.write_text(json.dumps({"zarr_format": 3, "node_type": "group", "attributes": {
+        "run": "dead", "host": "elsewhere", "pid": 1, "time": 0.0, "beat": 1.0}}))
+    assert leases.acquire("a/b/c", "run2") is None
+    assert (store / LEASES / "__takeover" / "a" / "b" / "c").is_dir()
+    leases.release("a/b/c", "run2")
+    assert sorted(p.name for p in (store / LEASES).iterdir()) == ["zarr.json"]
