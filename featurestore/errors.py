@@ -60,8 +60,6 @@ class ExportTarget(FstoreError):
     or the HDF5 file exists and ``--overwrite`` was not given), ``"folder"`` a folder is where the HDF5
     file goes, ``"read-only"`` it cannot be written, ``"store"`` it is the store being read or lies inside it."""
 
-    KINDS = ("file", "folder", "read-only", "store")
-
     def __init__(self, message: str, kind: str) -> None:
         super().__init__(message)
         self.kind = kind

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import csv
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -141,7 +141,7 @@ def export_npy(store: ReadBackend, output_base: str | Path, models: Sequence[str
 def _export_model(store: ReadBackend, folder: Path, model: str, overwrite: bool) -> dict[str, str]:
     """Export one group into ``folder`` and write its index; song id -> :data:`WRITTEN`, :data:`KEPT` or
     :data:`STALE`."""
-    previous = read_index(folder / INDEX)
+    previous = _read_index(folder / INDEX)
     songs = store.songs(model)
 
     def one(song_id: str) -> tuple[dict[str, Any], str]:
@@ -159,8 +159,10 @@ def _export_model(store: ReadBackend, folder: Path, model: str, overwrite: bool)
     done: dict[str, tuple[dict[str, Any], str]] = {}
     # songs overlap their reads (store round trips) and fsyncs; the work per song is small
     pool = ThreadPoolExecutor(EXPORT_THREADS)
-    futures = [(song, pool.submit(one, song)) for song in songs]
+    futures: list[tuple[str, Future]] = []
     try:
+        for song in songs:
+            futures.append((song, pool.submit(one, song)))
         for song, future in futures:
             done[song] = future.result()
     finally:  # interrupted or failed: the files being written are finished, no other is started
@@ -173,7 +175,7 @@ def _export_model(store: ReadBackend, folder: Path, model: str, overwrite: bool)
     return {song: status for song, (_, status) in done.items()}
 
 
-def npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype] | None:
+def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype] | None:
     """(shape, dtype) from a ``.npy`` file's header, without reading its data; None if it is not one."""
     try:
         with open(path, "rb") as f:
@@ -191,7 +193,7 @@ def _same_as_stored(dest: Path, arr: Any, row: dict[str, Any], previous: dict[st
     """Whether the file at ``dest`` holds the store's array: its header's shape first; then the row of the
     export that wrote it, equal to the store's (write time, source checksum, fingerprint, ...); only
     without such a row, the arrays themselves."""
-    if npy_header(dest) != (tuple(arr.shape), np.dtype(np.float32)):
+    if _npy_header(dest) != (tuple(arr.shape), np.dtype(np.float32)):
         return False
     if previous is not None and all(previous.get(k) == _text(row[k]) for k in INDEX_COLUMNS if k != "stale"):
         return True
@@ -205,7 +207,7 @@ def _same_as_stored(dest: Path, arr: Any, row: dict[str, Any], previous: dict[st
 def _stale_row(dest: Path, song_id: str, arr: Any, previous: dict[str, str] | None) -> dict[str, Any]:
     """The index row of a kept file that differs from the store's array: the row of the export that wrote it
     (when its frame count matches the file's header), else the song id and the frames its header says."""
-    header = npy_header(dest)
+    header = _npy_header(dest)
     axis = list(arr.attrs["dims"]).index("time")
     frames = str(header[0][axis]) if header is not None and len(header[0]) == len(arr.shape) else ""
     if previous is not None and previous.get("n_frames") == frames:
@@ -237,7 +239,7 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def read_index(path: Path) -> dict[str, dict[str, str]]:
+def _read_index(path: Path) -> dict[str, dict[str, str]]:
     """The rows of an existing ``index.csv`` by song id (empty when there is none, or it cannot be read)."""
     try:
         with open(path, newline="") as f:
