@@ -55,10 +55,12 @@ def export_npy(
     except KeyboardInterrupt:
         _interrupted()
     for model, n in report.written.items():
-        stale = report.stale[model]
-        out.print(escape(f"{model}: {n} written to {output_base / model}") + (f", {report.kept[model]} kept" if report.kept[model] else "")
-                  + (f", [yellow]{len(stale)} stale[/] (use --overwrite): " + escape(", ".join(stale[:5]))
-                     + (", …" if len(stale) > 5 else "") if stale else ""))
+        kept, stale = report.kept[model], report.stale[model]
+        line = escape(f"{model}: {n} written to {output_base / model}") + (f", {kept} kept" if kept else "")
+        if stale:
+            line += (f", [yellow]{len(stale)} stale[/] (use --overwrite): " + escape(", ".join(stale[:5]))
+                     + (", …" if len(stale) > 5 else ""))
+        out.print(line)
 
 
 @app.command("export-hdf5")

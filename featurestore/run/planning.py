@@ -39,7 +39,8 @@ def decide(store: FeatureStore, file: AudioFile, ext: Extractor, options: RunOpt
         return COMPUTE
     attrs = store.song_attrs(group, file.song_id)
     cached = (attrs is not None and attrs.get("complete") is True and attrs.get("fingerprint") == ext.fingerprint
-              and attrs.get("dtype", "float32") == options.dtype and source_unchanged(file, attrs.get("source"), options.hash_sources))
+              and attrs.get("dtype", "float32") == options.dtype
+              and source_unchanged(file, attrs.get("source"), options.hash_sources))
     return CACHED if cached else COMPUTE
 
 
