@@ -65,19 +65,19 @@ def _models(store: ReadBackend, models: Sequence[str] | None) -> list[str]:
     return list(models or available)
 
 
-def _local_store(store: ReadBackend) -> Path | None:
-    """Where the store lies on this machine's disk (None for a remote or in-memory one)."""
-    url = store.url.removeprefix("file://")
+def _local_path(url: str) -> Path | None:
+    """Where a store lies on this machine's disk (None for a remote or in-memory one)."""
+    url = url.removeprefix("file://")
     return None if "://" in url else Path(url).resolve()
 
 
-def _refuse_the_store(store: ReadBackend, target: Path, option: str) -> None:
-    """An export never writes into the store it reads: ``target`` may be neither the store nor inside it."""
-    location = _local_store(store)
-    resolved = target.resolve()
+def refuse_the_store(store_url: str, target: str | Path, option: str) -> None:
+    """An export never writes into a store: ``target`` may be neither the store at ``store_url`` nor inside
+    it (:class:`ExportTarget` ``"store"``; ``option`` names what to change)."""
+    location, resolved = _local_path(store_url), Path(target).resolve()
     if location is not None and (resolved == location or location in resolved.parents):
-        raise ExportTarget(f"{target}: {'is' if resolved == location else 'lies inside'} the store being exported "
-                           f"({store.url}); choose another {option}", "store")
+        raise ExportTarget(f"{target}: {'is' if resolved == location else 'lies inside'} the store {store_url}; "
+                           f"exports never go into a store: choose another {option}", "store")
 
 
 def _refuse_unwritable(target: Path, folder: Path) -> None:
@@ -96,7 +96,7 @@ def check_npy_target(store: ReadBackend, output_base: str | Path, models: Sequen
     """Refuse, before any work, an ``output_base`` that cannot take the ``.npy`` files of ``models``
     (:class:`ExportTarget`): the store itself or a folder inside it, a file, a read-only folder."""
     output_base = Path(output_base)
-    _refuse_the_store(store, output_base, "--output-base")
+    refuse_the_store(store.url, output_base, "--output-base")
     for folder in (output_base, *(output_base / m for m in models)):
         if folder.exists() and not folder.is_dir():
             raise ExportTarget(f"{folder}: a file, not a folder; choose another --output-base", "file")
@@ -107,7 +107,7 @@ def check_hdf5_target(store: ReadBackend, out: str | Path, overwrite: bool) -> N
     """Refuse, before any work, an HDF5 target that cannot be written (:class:`ExportTarget`): the store
     itself or a file inside it, a folder, an existing file without ``overwrite``, a read-only folder."""
     out = Path(out)
-    _refuse_the_store(store, out, "file name")
+    refuse_the_store(store.url, out, "file name")
     if out.is_dir():
         raise ExportTarget(f"{out}: a folder; export-hdf5 writes one file, e.g. {out / 'features.h5'}", "folder")
     if out.exists() and not overwrite:

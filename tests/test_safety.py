@@ -219,11 +219,11 @@ def read_only(tmp_path, monkeypatch):
     (["export-npy", "{zarr}", "--output-base", "{base}/locked"], 6, "locked: cannot be written"),
     (["export-npy", "{zarr}", "--output-base", "{base}/locked/npy"], 6, "npy: cannot be written"),
     (["export-hdf5", "{base}/locked/x.h5", "--store", "{zarr}"], 6, "x.h5: cannot be written"),
-    (["export-npy", "{zarr}", "--output-base", "{zarr}"], 7, "is the store being exported"),
-    (["export-npy", "{zarr}", "--output-base", "{zarr}/fake"], 7, "lies inside the store being exported"),
-    (["export-hdf5", "{zarr}/x.h5", "--store", "{zarr}"], 7, "lies inside the store being exported"),
-    (["export-hdf5", "{base}/s.h5", "--store", "{base}/s.h5", "--overwrite"], 7, "is the store being exported"),
-    (["export-npy", "{base}/s.h5", "--output-base", "{base}/s.h5"], 7, "is the store being exported"),
+    (["export-npy", "{zarr}", "--output-base", "{zarr}"], 7, "is the store"),
+    (["export-npy", "{zarr}", "--output-base", "{zarr}/fake"], 7, "lies inside the store"),
+    (["export-hdf5", "{zarr}/x.h5", "--store", "{zarr}"], 7, "lies inside the store"),
+    (["export-hdf5", "{base}/s.h5", "--store", "{base}/s.h5", "--overwrite"], 7, "is the store"),
+    (["export-npy", "{base}/s.h5", "--output-base", "{base}/s.h5"], 7, "is the store"),
 ], ids=["npy-file", "h5-exists", "h5-folder", "npy-read-only", "npy-under-read-only", "h5-read-only",
         "npy-store", "npy-in-store", "h5-in-store", "h5-store", "npy-h5-store"])
 def test_export_targets_are_checked_before_any_work(exported, read_only, command, code, message):
@@ -502,3 +502,15 @@ def test_released_leases_leave_no_empty_folders(tmp_path):
     assert (store / LEASES / "__takeover" / "a" / "b" / "c").is_dir()
     leases.release("a/b/c", "run2")
     assert sorted(p.name for p in (store / LEASES).iterdir()) == ["zarr.json"]
+
+
+def test_extract_refuses_an_output_base_in_its_store(tmp_path, fake_models):
+    write_wav(tmp_path / "audio" / "a.wav", 0.5)
+    store = tmp_path / "s.zarr"
+    assert _extract(tmp_path / "audio", "--store", store, "-m", "fake")["exit_code"] == 0
+    before = _snapshot(store)
+    for target in (store, store / "fake"):
+        result = fstore("extract", tmp_path / "audio", "--store", store, "-m", "fake", "--output-base", target,
+                        "--overwrite")
+        assert result.exit_code == 2 and "exports never go into a store" in output(result), result.output
+    assert _snapshot(store) == before

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence, TextIO
 
 from ..discover import AudioFile, Discovery, gather, read_file_list
-from ..errors import FstoreError, StoreError, UsageError, WeightsUnavailable
+from ..errors import ExportTarget, FstoreError, StoreError, UsageError, WeightsUnavailable
+from ..export import refuse_the_store
 from ..extractors.base import Extractor
 from ..store import FeatureStore, location, validate_song_id
 from ..store.attributes import group_attributes
@@ -81,8 +82,8 @@ def prepare_run(request: RunRequest) -> PreparedRun:
     """Check and sort out everything a run needs before it computes anything.
 
     Raises :class:`UsageError` (a request that cannot run: unknown model, option or device, missing
-    input), :class:`~featurestore.errors.ConfigurationMismatch` (a group computed with another
-    configuration) and :class:`StoreError` (the store cannot be opened or written).
+    input, an ``output_base`` in the store), :class:`~featurestore.errors.ConfigurationMismatch` (a group
+    computed with another configuration) and :class:`StoreError` (the store cannot be opened or written).
     """
     from ..devices import auto_workers, check_precision_supported, resolve_device, resolve_precision
     from ..extractors import registry
@@ -94,6 +95,11 @@ def prepare_run(request: RunRequest) -> PreparedRun:
         check_precision_supported(precision, device)
     except ValueError as e:
         raise UsageError(str(e), "--device / --precision") from e
+    if request.output_base is not None:
+        try:
+            refuse_the_store(request.store, request.output_base, "--output-base")
+        except ExportTarget as e:
+            raise UsageError(str(e), "--output-base") from e
     store = _open_store(request.store, request.dry_run)
     inputs = tuple(request.paths) or ((DEFAULT_INPUT,) if request.files_from is None else ())
     if len(inputs) == 1 and request.files_from is None and not Path(inputs[0]).exists():
