@@ -54,6 +54,17 @@ class StoreError(FstoreError):
     """The store cannot be read or written as required (read-only, disk full, not an fstore store)."""
 
 
+class ExportTarget(FstoreError):
+    """An export target that cannot take the export, found before any work. ``kind`` says why, each with
+    its own exit code (``fstore export-*``): ``"file"`` a file is in the way (``--output-base`` is a file,
+    or the HDF5 file exists and ``--overwrite`` was not given), ``"folder"`` a folder is where the HDF5
+    file goes, ``"read-only"`` it cannot be written, ``"store"`` it is the store being read or lies inside it."""
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
 class ConfigurationMismatch(StoreError):
     """A run whose model configuration differs from the one its store group was computed with (or was replaced
     with by another run while this one ran: the run stops, as when the store cannot be written)."""

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .read import StoreReader, decode_attrs
+from .read import StoreReader, as_names, decode_attrs
 
 NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 PLOT_KINDS = ("activation", "pitch", "embedding")
@@ -67,11 +67,11 @@ def note_ticks(low_hz: float, high_hz: float) -> tuple[list[float], list[str]]:
     return ticks, names
 
 
-def plot_song(reader: StoreReader, song_id: str, models: Sequence[str] | None = None,
+def plot_song(reader: StoreReader, song_id: str, models: str | Sequence[str] | None = None,
               start: float | None = None, end: float | None = None) -> Any:
     """One matplotlib Figure, one panel per model (in ``models`` order), sharing the time axis."""
     plt = _pyplot()
-    groups = [m for m in (models or reader.models()) if reader.has(song_id, m)]
+    groups = [m for m in (as_names(models) or reader.models()) if reader.has(song_id, m)]
     if not groups:
         raise KeyError(f"song {song_id!r} has no complete features in {reader.url}")
     arrays = {g: reader.load(song_id, g, start=start, end=end) for g in groups}
@@ -131,10 +131,10 @@ def _embedding(ax: Any, da: Any) -> None:
     ax.set_ylabel("feature (z)")
 
 
-def describe_song(reader: StoreReader, song_id: str, models: Sequence[str] | None = None) -> list[dict[str, Any]]:
+def describe_song(reader: StoreReader, song_id: str, models: str | Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Per model: frames, rate, duration, value ranges and fingerprint of one song (``fstore show``)."""
     rows = []
-    for group in models or reader.models():
+    for group in as_names(models) or reader.models():
         if not reader.has(song_id, group):
             continue
         da = reader.load(song_id, group)

@@ -21,6 +21,7 @@ are; every other value (the ``source`` dict, lists, booleans, None) is JSON text
 from __future__ import annotations
 
 import json
+import math
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -37,7 +38,8 @@ from .store.attributes import decode as decode_attrs, encode as encode_attrs
 ALIGN_METHODS = ("nearest", "linear")
 POOL_STATS = ("mean", "std", "min", "max")
 
-__all__ = ["ALIGN_METHODS", "POOL_STATS", "StoreReader", "decode_attrs", "encode_attrs", "frame_range", "open_store"]
+__all__ = ["ALIGN_METHODS", "POOL_STATS", "StoreReader", "as_names", "check_time_range", "decode_attrs", "encode_attrs",
+           "frame_range", "open_store"]
 
 
 def open_store(url: str | os.PathLike[str] = "features.zarr",
@@ -45,6 +47,25 @@ def open_store(url: str | os.PathLike[str] = "features.zarr",
     """Open a store for reading: a Zarr store (local path or fsspec URL such as ``s3://bucket/features.zarr``),
     or an HDF5 file written by ``fstore export-hdf5``, told apart by their content; the same API for both."""
     return StoreReader(open_backend(url, storage_options))
+
+
+def check_time_range(start: float | None, end: float | None) -> None:
+    """Refuse a time range that can only be a mistake, with a ValueError that names it: a bound that is NaN
+    or negative (times are seconds from the song's start: ``end=-1`` is not "to the end", which is
+    ``None``), or ``start`` after ``end``. A range beyond the song's end is valid and holds no frame."""
+    for name, value in (("start", start), ("end", end)):
+        if value is not None and (math.isnan(value) or value < 0):
+            raise ValueError(f"time range [{start}, {end}): {name} must be seconds from the song's start, "
+                             "0 or more (None: from the start / to the end)")
+    if start is not None and end is not None and start > end:
+        raise ValueError(f"time range [{start}, {end}): start is after end")
+
+
+def as_names(names: str | Sequence[str] | None) -> list[str] | None:
+    """A list of names from one name or several (``models="madmom"`` is one model, not six letters)."""
+    if names is None:
+        return None
+    return [names] if isinstance(names, str) else list(names)
 
 
 def frame_range(attrs: Mapping[str, Any], n_frames: int, start: float | None, end: float | None) -> slice:
@@ -116,14 +137,16 @@ class StoreReader:
         feature names where the model has them (CREPE: frequency, confidence), ``layer`` the
         layer indices. Attributes are the array's (time axis, source, fingerprint, ...), encoded
         as :func:`encode_attrs` says. ``start``/``end`` (seconds) keep the frames whose centres
-        lie in ``[start, end)`` and read only the chunks holding them. ``lazy=True`` returns a
-        dask-backed array that reads on ``.compute()``. Values come as float32 (also from a
-        float16 store).
+        lie in ``[start, end)`` and read only the chunks holding them; a range beyond the song's end
+        gives an empty array, while a NaN or negative bound, or ``start > end``, is a ValueError
+        (:func:`check_time_range`). ``lazy=True`` returns a dask-backed array that reads on
+        ``.compute()``. Values come as float32 (also from a float16 store).
 
         Raises KeyError when (song, model) has no complete array.
         """
         import xarray as xr
 
+        check_time_range(start, end)
         arr = self.backend.array(model, song_id)
         if arr is None:
             raise KeyError(f"no complete {model!r} features for song {song_id!r} in {self.url}")
@@ -147,7 +170,7 @@ class StoreReader:
         attrs.pop("complete", None)
         return xr.DataArray(data, dims=dims, coords=coords, name=model, attrs=encode_attrs(attrs))
 
-    def load_song(self, song_id: str, models: Sequence[str] | None = None, align: str | None = None,
+    def load_song(self, song_id: str, models: str | Sequence[str] | None = None, align: str | None = None,
                   method: str = "nearest", lazy: bool = False, start: float | None = None,
                   end: float | None = None, sync: str | float | Sequence[float] | None = None,
                   stat: str = "mean", beats_from: str = "madmom"):
@@ -188,7 +211,7 @@ class StoreReader:
             raise ValueError(f"method must be one of {ALIGN_METHODS}, not {method!r}")
         if sync is not None and (align is not None or lazy or start is not None or end is not None):
             raise ValueError("sync summarises whole songs: it takes no align, lazy, start or end")
-        models = list(models) if models is not None else self.models()
+        models = as_names(models) if models is not None else self.models()
         if align is not None and align not in models:
             models.append(align)
         arrays = {}
@@ -278,7 +301,7 @@ class StoreReader:
             }
         return out
 
-    def pooled(self, model: str, stat: str = "mean", songs: Sequence[str] | None = None):
+    def pooled(self, model: str, stat: str = "mean", songs: str | Sequence[str] | None = None):
         """One vector per song: ``stat`` (mean, std, min or max) over each song's time axis.
 
         Returns an ``xr.DataArray`` with dims ``("song", ...)``: the stored dims without
@@ -293,7 +316,7 @@ class StoreReader:
         if stat not in POOL_STATS:
             raise ValueError(f"stat must be one of {POOL_STATS}, not {stat!r}")
         explicit = songs is not None
-        songs, listed_damage = (list(songs), []) if explicit else songs_and_damage(self.backend, model)
+        songs, listed_damage = (as_names(songs), []) if explicit else songs_and_damage(self.backend, model)
         if not songs and not listed_damage:
             raise KeyError(f"no complete {model!r} songs in {self.url}")
 
@@ -329,7 +352,7 @@ class StoreReader:
 
         return similar(self, song_id, group, k=k, stat=stat, layer=layer, exclude_self=exclude_self)
 
-    def stack(self, model: str, songs: Sequence[str] | None = None):
+    def stack(self, model: str, songs: str | Sequence[str] | None = None):
         """Every song of ``model`` in one padded array, for training code.
 
         Returns an ``xr.DataArray`` with dims ``("song", "time", ...)`` (the stored non-time dims
@@ -340,7 +363,7 @@ class StoreReader:
         import xarray as xr
 
         explicit = songs is not None
-        songs, skipped = (list(songs), []) if explicit else songs_and_damage(self.backend, model)
+        songs, skipped = (as_names(songs), []) if explicit else songs_and_damage(self.backend, model)
         if not songs and not skipped:
             raise KeyError(f"no complete {model!r} songs in {self.url}")
         loaded = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 import time
 from dataclasses import dataclass
@@ -111,6 +112,21 @@ class WeightedFrames(FakeFrames):
 
     def _extract(self, wave: np.ndarray) -> np.ndarray:
         return (self._factor * super()._extract(wave)).astype(np.float32)
+
+
+#: the module :class:`InterruptedLoad` imports when it loads
+INTERRUPTED_IMPORT_ENV = "FSTORE_TEST_INTERRUPTED_IMPORT"
+
+
+class InterruptedLoad(FakeFrames):
+    """A model whose load imports the module named by $FSTORE_TEST_INTERRUPTED_IMPORT, as torch models import
+    torch: a test makes that import raise KeyboardInterrupt, or the ImportError an interrupted import can
+    leave ("initialization failed"), to stand for Ctrl-C while the models load."""
+
+    name: ClassVar[str] = "interrupted"
+
+    def _load(self, device: str) -> None:
+        importlib.import_module(os.environ[INTERRUPTED_IMPORT_ENV])
 
 
 #: where :class:`Counted` extractors log each computed song, and how long each computation takes (seconds)

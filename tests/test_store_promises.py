@@ -73,7 +73,7 @@ def test_hdf5_export_is_atomic_and_refuses_to_overwrite(tmp_path, full_store):
     os.umask(umask)
     assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # not the temporary file's private mode
     exported = out.read_bytes()
-    assert fstore("export-hdf5", out, "--store", full_store.url).exit_code == 1  # exists: refused
+    assert fstore("export-hdf5", out, "--store", full_store.url).exit_code == 4  # exists: refused
     assert out.read_bytes() == exported
     assert fstore("export-hdf5", out, "--store", full_store.url, "--overwrite", "-m", "slow").exit_code == 0
     with fs.open_store(str(out)) as h5:

@@ -5,7 +5,8 @@ and its exit code; the work itself is the library's (:mod:`featurestore.run`, :m
 Exit codes: 0 everything succeeded, 1 something failed (a file, a model's weights, the store), 2 usage
 error, 3 songs left to another live run on the same store (run again once it ends, or free its leases
 with ``fstore leases --release-stale`` if it died), 4 (``fstore verify``) no song differs but some could not be
-verified, 130 interrupted (Ctrl-C; finished songs are kept).
+verified, 130 interrupted (Ctrl-C; finished songs are kept). The exports add codes for a target refused before any
+work (:mod:`.exports`).
 """
 
 from __future__ import annotations

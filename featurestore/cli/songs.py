@@ -24,13 +24,24 @@ def plot(
 ) -> None:
     """Draw one song's features, one panel per model on a shared time axis (needs the [plot] extra)."""
     from ..plot import PlotUnavailable, plot_song
-    from ..read import open_store
+    from ..read import check_time_range, open_store
 
+    try:
+        check_time_range(start, end)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--start / --end") from e
+    if not output.parent.is_dir():
+        fail(f"{output}: cannot write the picture: {output.parent} is not a folder")
     try:
         fig = plot_song(open_store(store_url(None, store)), song, split_names(models), start=start, end=end)
     except (PlotUnavailable, StoreError, KeyError) as e:
         fail(e)
-    fig.savefig(output, dpi=110)
+    try:
+        fig.savefig(output, dpi=110)
+    except ValueError as e:  # matplotlib's answer to an extension it cannot write
+        raise typer.BadParameter(f"{output}: {e}", param_hint="--output") from e
+    except OSError as e:
+        fail(f"{output}: cannot write the picture ({e.strerror or e})")
     out.print(f"{output}: {len(fig.axes)} panels")
 
 

@@ -60,7 +60,7 @@ class Summary:
     load_seconds: float = 0.0  # loading the models in this process (workers load their own)
     wall_seconds: float = 0.0
     interrupted: bool = False
-    stopped: str | None = None  # why the run stopped early (the store could not be written)
+    stopped: str | None = None  # why the run stopped early (the store could not be written, a model not loaded)
     mismatch: bool = False  # it stopped because its group has another configuration (replaced meanwhile)
     replaced: dict[str, tuple[int, int]] = field(default_factory=dict)  # group -> (arrays, failures) removed
 

@@ -1,8 +1,10 @@
 """Recorded failures: why a (song, model) pair could not be computed.
 
 One Zarr group per pair, ``_failures/<model>/<node>``, whose attributes say what failed
-and why; a pair's own node means recording one never rewrites shared metadata. The
-pipeline records and clears them, ``--retry-failed`` and the read API list them.
+and why; a pair's own node means recording one never rewrites shared metadata. Nested song
+ids nest their nodes (``c/x`` lies inside ``c``), so a node may hold another song's record
+below its own: clearing one removes only its own. The pipeline records and clears them,
+``--retry-failed`` and the read API list them.
 """
 
 from __future__ import annotations
@@ -44,8 +46,21 @@ class Failures:
             raise StoreError(f"cannot record a failure in {self.url}: {e}") from e
 
     def clear(self, model: str, song_id: str) -> None:
-        """Forget the pair's failure (it has been computed since); no-op when none is recorded."""
-        self._delete(f"{FAILURES}/{model}/{failure_node(song_id)}")
+        """Forget the pair's failure (it has been computed since); no-op when none is recorded.
+
+        A song's node is also the folder of the songs nested under its id (``c`` holds ``c/x``): when it
+        has any, only its own record goes (its attributes), so theirs stay recorded."""
+        path = f"{FAILURES}/{model}/{failure_node(song_id)}"
+        try:
+            if path not in self.root:
+                return
+            node = self.root[path]
+            if next(iter(node.keys()), None) is None:
+                del self.root[path]
+            else:
+                node.attrs.put({})
+        except OSError as e:
+            raise StoreError(f"cannot update {self.url}: {e}") from e
 
     def clear_model(self, model: str) -> None:
         """Forget every failure of a model group (the group is being replaced)."""
