@@ -6,7 +6,7 @@ import hashlib
 import os
 import time
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Sequence
 
 import numpy as np
 
@@ -113,12 +113,12 @@ RUNNER = ("import sys; from featurestore.extractors import registry; "
           "from featurestore.cli import app; sys.argv[0] = 'fstore'; app()")
 
 
-def counted_run(audio: str | os.PathLike[str], store: str, *extra: str) -> list[str]:
-    """The command line of an ``fstore extract --skip-existing`` run of the counted extractors."""
+def counted_run(audio: str | os.PathLike[str], store: str, *extra: str, models: Sequence[str] = COUNTED) -> list[str]:
+    """The command line of an ``fstore extract --skip-existing`` run of the counted extractors (``models``)."""
     import sys
 
     return [sys.executable, "-c", RUNNER, "extract", "--audio-dir", str(audio), "--store", str(store),
-            "--models", ",".join(COUNTED), "--skip-existing", *extra]
+            "--models", ",".join(models), "--skip-existing", *extra]
 
 
 def counted_env(log: str | os.PathLike[str], compute_s: float, **extra: str) -> dict[str, str]:
@@ -139,14 +139,15 @@ def computes(log: str | os.PathLike[str]) -> list[tuple[str, int, str]]:
         return [(m, int(pid), digest) for m, pid, digest in (line.split() for line in f.read().splitlines())]
 
 
-def counted_contents(store: str, storage_options: dict | None = None) -> dict[tuple[str, str], tuple[np.ndarray, dict]]:
-    """(model, song) → (array, attrs without the write time) of every complete counted array; asserts that
-    no incomplete array is left."""
+def store_contents(store: str, storage_options: dict | None = None,
+                   models: Sequence[str] = COUNTED) -> dict[tuple[str, str], tuple[np.ndarray, dict]]:
+    """(model, song) → (array, attrs without the write time) of every complete array of ``models`` (the
+    counted ones by default); asserts that no incomplete array is left."""
     from featurestore.store import FeatureStore
 
     s = FeatureStore(store, storage_options=storage_options)
     out = {}
-    for model in COUNTED:
+    for model in models:
         assert s.songs(model, complete_only=False) == s.songs(model), "incomplete arrays left"
         for song in s.songs(model):
             arr = s.array(model, song)

@@ -16,7 +16,7 @@ import pytest
 from featurestore.store import LEASES, FeatureStore
 
 from .conftest import write_wav
-from .fakes import COUNTED, assert_same_contents, computes, counted_contents, counted_env, counted_run
+from .fakes import COUNTED, assert_same_contents, computes, counted_env, counted_run, store_contents
 
 
 def _computing(run: subprocess.Popen, log: Path) -> bool:
@@ -76,7 +76,7 @@ def stress(tmp_path: Path, n_songs: int, steady: int, kills: int, compute_s: flo
     twice = {key for key, n in counts.items() if n > 1}
     assert twice <= in_flight, f"computed twice though no killed run had them in flight: {twice - in_flight}"
     assert all(n <= 2 for n in counts.values())
-    assert_same_contents(counted_contents(str(store)), counted_contents(str(tmp_path / "ref.zarr")))
+    assert_same_contents(store_contents(str(store)), store_contents(str(tmp_path / "ref.zarr")))
     assert not list((store / LEASES).glob("*/**/zarr.json")), "leases left behind"
     return len(killed)
 
