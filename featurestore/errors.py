@@ -54,6 +54,12 @@ class StoreError(FstoreError):
     """The store cannot be read or written as required (read-only, disk full, not an fstore store)."""
 
 
+class TransientStoreError(StoreError):
+    """A store operation that failed, after the client's retries, on an error that may pass: the network
+    or the server (HTTP 5xx, throttling) failed (:func:`featurestore.store.remote.is_transient`). Writing a
+    song, it fails that song only; anywhere else it stops the run like any StoreError."""
+
+
 class ConfigurationMismatch(FstoreError):
     """A run whose model configuration differs from the one its store group was computed with."""
 
