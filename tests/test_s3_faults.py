@@ -128,6 +128,21 @@ def test_a_lease_whose_create_was_answered_into_a_reset_is_this_runs(s3, monkeyp
     assert Leases(url, s3).held() == []
 
 
+def test_a_lease_the_store_will_not_delete_goes_stale_and_is_taken_over(s3, monkeypatch):
+    monkeypatch.setenv(BEAT_ENV, "0.2")
+    url = f"s3://{S3_BUCKET}/undeletable.zarr"
+    FeatureStore(url, mode="a", storage_options=s3)
+    with FaultProxy(_endpoint(s3), broken=("DELETE", r"/_leases/song/zarr\.json$")) as proxy:
+        leases = Leases(url, proxy.storage_options(**TIMEOUTS, retries={"max_attempts": 1}))
+        assert leases.acquire("song", "run-a") is None
+        leases.release("song", "run-a")  # fails past the retries: left to go stale, not raised
+        assert proxy.counts[BROKEN] == 2 and Leases(url, s3).owner("song")["run"] == "run-a"
+        other = Leases(url, s3)
+        assert _wait_for(lambda: other.acquire("song", "run-b") is None), "the lease is still renewed"
+        other.release("song", "run-b")
+    assert Leases(url, s3).held() == []
+
+
 def test_a_takeover_whose_marker_was_answered_into_a_reset_goes_on(s3):
     url = f"s3://{S3_BUCKET}/lost-marker.zarr"
     store = FeatureStore(url, mode="a", storage_options=s3)
@@ -208,14 +223,15 @@ def test_store_errors_that_may_pass_are_told_from_those_that_will_not():
         assert type(raised.value) is kind and raised.value.__cause__ is error
 
 
-def test_s3_stores_open_with_fstores_retry_settings_under_the_users(monkeypatch):
+def test_s3_stores_open_with_fstores_retry_settings_under_the_users(s3, monkeypatch):
     import fsspec
     from fsspec.config import set_conf_env
 
-    url = "s3://bucket/features.zarr"
-    fs = fsspec.filesystem("s3", **storage_options(url, {"client_kwargs": {"endpoint_url": "http://127.0.0.1:9"}}))
-    fs.connect()  # the client botocore builds, nothing sent
-    config = fs.s3.meta.config
+    url = f"s3://{S3_BUCKET}/settings.zarr"
+    store = FeatureStore(url, mode="a", storage_options=s3)
+    assert store.leases.acquire("song", "run") is None  # the leases' client, as botocore built it
+    store.leases.release("song", "run")
+    config = store.leases.fs.s3.meta.config
     assert config.retries == {"mode": "standard", "total_max_attempts": S3_CONFIG["retries"]["max_attempts"] + 1}
     assert (config.connect_timeout, config.read_timeout) == (S3_CONFIG["connect_timeout"], S3_CONFIG["read_timeout"])
     # the user's own win, key by key, also inside retries; what is not S3 is left as given
