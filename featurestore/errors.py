@@ -65,6 +65,12 @@ class ExportTarget(FstoreError):
         self.kind = kind
 
 
+class TransientStoreError(StoreError):
+    """A store operation that failed, after the client's retries, on an error that may pass: the network
+    or the server (HTTP 5xx, throttling) failed (:func:`featurestore.store.remote.is_transient`). Writing a
+    song, it fails that song only; anywhere else it stops the run like any StoreError."""
+
+
 class ConfigurationMismatch(StoreError):
     """A run whose model configuration differs from the one its store group was computed with (or was replaced
     with by another run while this one ran: the run stops, as when the store cannot be written)."""

@@ -7,7 +7,7 @@ import importlib
 import os
 import time
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Sequence
 
 from pathlib import Path
 
@@ -184,9 +184,9 @@ def counted_fstore(*args: str) -> list[str]:
     return [sys.executable, "-c", RUNNER, *map(str, args)]
 
 
-def counted_run(audio: str | os.PathLike[str], store: str, *extra: str) -> list[str]:
-    """The command line of an ``fstore extract --skip-existing`` run of the counted extractors."""
-    return counted_fstore("extract", "--audio-dir", audio, "--store", store, "--models", ",".join(COUNTED),
+def counted_run(audio: str | os.PathLike[str], store: str, *extra: str, models: Sequence[str] = COUNTED) -> list[str]:
+    """The command line of an ``fstore extract --skip-existing`` run of the counted extractors (``models``)."""
+    return counted_fstore("extract", "--audio-dir", audio, "--store", store, "--models", ",".join(models),
                           "--skip-existing", *extra)
 
 
@@ -208,14 +208,15 @@ def computes(log: str | os.PathLike[str]) -> list[tuple[str, int, str]]:
         return [(m, int(pid), digest) for m, pid, digest in (line.split() for line in f.read().splitlines())]
 
 
-def counted_contents(store: str, storage_options: dict | None = None) -> dict[tuple[str, str], tuple[np.ndarray, dict]]:
-    """(model, song) → (array, attrs without the write time) of every complete counted array; asserts that
-    no incomplete array is left."""
+def store_contents(store: str, storage_options: dict | None = None,
+                   models: Sequence[str] = COUNTED) -> dict[tuple[str, str], tuple[np.ndarray, dict]]:
+    """(model, song) → (array, attrs without the write time) of every complete array of ``models`` (the
+    counted ones by default); asserts that no incomplete array is left."""
     from featurestore.store import FeatureStore
 
     s = FeatureStore(store, storage_options=storage_options)
     out = {}
-    for model in COUNTED:
+    for model in models:
         assert s.songs(model, complete_only=False) == s.songs(model), "incomplete arrays left"
         for song in s.songs(model):
             arr = s.array(model, song)

@@ -14,7 +14,7 @@ from featurestore.read import open_store
 from featurestore.store import FeatureStore
 
 from .conftest import write_wav
-from .fakes import GATE_ENV, assert_same_contents, computes, counted_contents, counted_env, counted_run
+from .fakes import GATE_ENV, assert_same_contents, computes, counted_env, counted_run, store_contents
 from .helpers import moto_s3
 
 pytest.importorskip("s3fs", reason="s3fs is not installed (pip install 'fstore[s3]')")
@@ -23,8 +23,8 @@ pytest.importorskip("moto.server", reason="moto[server] is not installed (the te
 
 @pytest.fixture(scope="module")
 def s3():
-    """storage_options for a fresh bucket on a moto S3 server at 127.0.0.1."""
-    with moto_s3("fstore-test") as options:
+    """storage_options for a fresh bucket on a moto S3 server."""
+    with moto_s3() as options:
         yield options
 
 
@@ -82,7 +82,7 @@ def counted_reference(tmp_path_factory):
     done = subprocess.run(counted_run(tmp / "audio", str(tmp / "ref.zarr")), env=counted_env(tmp / "log", 0),
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    return tmp / "audio", counted_contents(str(tmp / "ref.zarr"))
+    return tmp / "audio", store_contents(str(tmp / "ref.zarr"))
 
 
 def test_a_run_killed_on_s3_resumes_to_the_same_store(tmp_path, s3, counted_reference):
@@ -102,7 +102,7 @@ def test_a_run_killed_on_s3_resumes_to_the_same_store(tmp_path, s3, counted_refe
     killed = computes(log)
     rerun = subprocess.run(counted_run(audio, url), env=env, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
-    assert_same_contents(counted_contents(url, s3), want)
+    assert_same_contents(store_contents(url, s3), want)
     in_flight = {m: d for m, _, d in killed}.items()  # the killed run's last song per model
     redone = {(m, d) for m, _, d in computes(log)[len(killed):]}
     assert not redone & ({(m, d) for m, _, d in killed} - set(in_flight)), "finished songs recomputed"
@@ -138,7 +138,7 @@ def test_two_runs_on_s3_compute_each_song_once(tmp_path, s3, counted_reference):
     counts = Counter((m, d) for m, _, d in computes(log))
     assert len(counts) == len(want) and set(counts.values()) == {1}
     assert len({pid for _, pid, _ in computes(log)}) == 2, "one run did all the work: they never overlapped"
-    assert_same_contents(counted_contents(url, s3), want)
+    assert_same_contents(store_contents(url, s3), want)
 
 
 def test_export_hdf5_from_s3(tmp_path, s3, fake_models):

@@ -146,7 +146,7 @@ def test_a_second_overwrite_cannot_interleave_with_the_first(tmp_path):
     the run that replaces the group, and the first completes the store."""
     import subprocess
 
-    from .fakes import assert_same_contents, counted_contents, counted_env, counted_run
+    from .fakes import assert_same_contents, store_contents, counted_env, counted_run
 
     audio, store, log = tmp_path / "audio", tmp_path / "s.zarr", tmp_path / "log"
     _counted_songs(audio, 4)
@@ -160,7 +160,7 @@ def test_a_second_overwrite_cannot_interleave_with_the_first(tmp_path):
     (tmp_path / "go").touch()
     out, err = first.communicate(timeout=120)
     assert first.returncode == 0, err
-    assert_same_contents(counted_contents(str(store)), counted_contents(str(tmp_path / "ref.zarr")))
+    assert_same_contents(store_contents(str(store)), store_contents(str(tmp_path / "ref.zarr")))
 
 
 def test_overwrite_waits_for_no_one_and_changes_nothing_while_another_run_works_on_the_group(tmp_path):

@@ -14,6 +14,12 @@ process is gone (same host), is stale. Taking a stale lease over first creates, 
 the marker ``_leases/__takeover/<song_id>/<dead run>-<dead time>``: of several runs that see
 the same dead lease, one wins the marker and replaces the lease; the others leave the song.
 Releasing a lease removes the folders it leaves empty.
+
+On an object store a request whose answer was lost (a connection reset, a timeout) may have been
+applied, and the client's retry of an exclusive create then finds the object there: a lease or takeover
+marker found under this run's own id is this run's. A store that fails past the client's retries
+(:mod:`.remote`) fails the claim; a release that fails so leaves the lease unrenewed, stale within
+:data:`MISSED_BEATS` beats.
 """
 
 from __future__ import annotations
@@ -27,9 +33,10 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-from ..errors import StoreError
+from ..errors import StoreError, TransientStoreError
 from .backend import Capabilities
 from .layout import LEASES
+from .remote import storage_options as with_settings, store_errors
 
 TAKEOVERS = f"{LEASES}/__takeover"  # "__" never starts a song id
 BEAT_ENV = "FSTORE_LEASE_BEAT_S"
@@ -45,7 +52,7 @@ def has_exclusive_create(url: str, storage_options: Mapping[str, Any] | None = N
     from fsspec.implementations.local import LocalFileSystem
     from fsspec.implementations.memory import MemoryFileSystem
 
-    fs, _ = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
+    fs, _ = fsspec.core.url_to_fs(url, **with_settings(url, storage_options))
     if isinstance(fs, (LocalFileSystem, MemoryFileSystem)):
         return True
     try:
@@ -141,7 +148,7 @@ class Leases:
 
         self.url = url
         self.capabilities = capabilities or Capabilities(True, has_exclusive_create(url, storage_options))
-        self.fs, self.root = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
+        self.fs, self.root = fsspec.core.url_to_fs(url, **with_settings(url, storage_options))
         self.local = isinstance(self.fs, LocalFileSystem)
         self._group_made = False
 
@@ -164,19 +171,20 @@ class Leases:
         created it. Leases are claimed this way, and a new model group's configuration is fixed this way."""
         self._writable()
         path = self._path(key)
-        try:
-            if self.local:
-                self._link_exclusive(path, data)
-            else:
-                self.fs.pipe_file(path, data, mode="create")
-        except FileExistsError:
-            return False
-        except PermissionError as e:
-            raise StoreError(f"{self.url}: cannot write {key}, the store is read-only ({e})") from e
-        except OSError as e:
-            if "PreconditionFailed" in str(e) or "412" in str(e):  # S3's answer to If-None-Match: *
+        with store_errors(f"{self.url}: cannot write {key}"):
+            try:
+                if self.local:
+                    self._link_exclusive(path, data)
+                else:
+                    self.fs.pipe_file(path, data, mode="create")
+            except FileExistsError:
                 return False
-            raise StoreError(f"{self.url}: cannot write {key} ({e})") from e
+            except PermissionError as e:
+                raise StoreError(f"{self.url}: cannot write {key}, the store is read-only ({e})") from e
+            except OSError as e:
+                if "PreconditionFailed" in str(e) or "412" in str(e):  # S3's answer to If-None-Match: *
+                    return False
+                raise
         return True
 
     @staticmethod
@@ -203,26 +211,29 @@ class Leases:
         raise OSError(f"{path}: its folder keeps disappearing")
 
     def _read(self, key: str) -> dict[str, Any] | None:
-        try:
-            return json.loads(self.fs.cat_file(self._path(key)))["attributes"]
-        except (FileNotFoundError, ValueError, KeyError):
-            return None
+        with store_errors(f"{self.url}: cannot read a lease"):
+            try:
+                return json.loads(self.fs.cat_file(self._path(key)))["attributes"]
+            except (FileNotFoundError, ValueError, KeyError):
+                return None
 
     def _write(self, key: str, data: bytes) -> None:
         path = self._path(key)
-        if self.local:  # readers see the old lease or the new one, never half of one
-            tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
-            with open(tmp, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        else:
-            self.fs.pipe_file(path, data)
+        with store_errors(f"{self.url}: cannot renew a lease"):
+            if self.local:  # readers see the old lease or the new one, never half of one
+                tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                os.replace(tmp, path)
+            else:
+                self.fs.pipe_file(path, data)
 
     def _delete(self, key: str) -> None:
-        try:
-            self.fs.rm_file(self._path(key))
-        except FileNotFoundError:
-            pass
+        with store_errors(f"{self.url}: cannot release a lease"):
+            try:
+                self.fs.rm_file(self._path(key))
+            except FileNotFoundError:
+                pass
         self._prune(os.path.dirname(self._path(key)))
 
     def _prune(self, folder: str) -> None:
@@ -254,8 +265,18 @@ class Leases:
 
     def acquire(self, song_id: str, run_id: str, groups: Sequence[str] = ()) -> dict[str, Any] | None:
         """Claim a song for ``run_id`` (which writes to ``groups``, recorded in the lease); None on success
-        (the heartbeat keeps it), else the live owner's lease."""
+        (the heartbeat keeps it), else the live owner's lease.
+
+        Raises TransientStoreError when the store fails past the client's retries, after releasing the
+        lease this call may have created."""
         self._writable()
+        try:
+            return self._acquire(song_id, run_id, groups)
+        except TransientStoreError:
+            self.release(song_id, run_id)
+            raise
+
+    def _acquire(self, song_id: str, run_id: str, groups: Sequence[str]) -> dict[str, Any] | None:
         if not self._group_made:  # `_leases` is a Zarr group, so Zarr tools listing the store do not trip on it
             self.create(f"{LEASES}/zarr.json", b'{"zarr_format": 3, "node_type": "group", "attributes": {}}')
             self._group_made = True
@@ -267,32 +288,41 @@ class Leases:
             owner = self._read(key)
             if owner is None:  # released between our create and read: claim again
                 continue
-            if owner.get("run") == run_id:
+            if owner.get("run") == run_id:  # this run's: its own create, applied though the answer was lost
+                _heartbeat.hold(self, song_id, run_id)
                 return None
             if not is_stale(owner):
                 return owner
             marker = f"{TAKEOVERS}/{song_id}/{owner.get('run')}-{owner.get('time')}"
-            if not self.create(marker, self._doc(run_id)):
+            if not self.create(marker, self._doc(run_id)) and (self._read(marker) or {}).get("run") != run_id:
                 return owner  # another run is taking this dead lease over
             if self._read(key) == owner:
                 self._delete(key)
         return self._read(key) or {"run": "unknown"}
 
     def release(self, song_id: str, run_id: str) -> None:
-        """Give up ``run_id``'s claim on a song (no-op if that run does not hold it)."""
+        """Give up ``run_id``'s claim on a song (no-op if that run does not hold it).
+
+        The heartbeat lets it go first; if the store then fails past the client's retries, the lease
+        is left to go stale (any run takes it over after :data:`MISSED_BEATS` beats) rather than fail
+        the writes it guarded."""
         _heartbeat.drop(self, song_id, run_id)
-        owner = self.owner(song_id)
-        if owner is not None and owner.get("run") == run_id:
-            self._delete(self._lease_key(song_id))
-        self._clear_takeovers(song_id)
+        try:
+            owner = self.owner(song_id)
+            if owner is not None and owner.get("run") == run_id:
+                self._delete(self._lease_key(song_id))
+            self._clear_takeovers(song_id)
+        except TransientStoreError:
+            pass
 
     def _clear_takeovers(self, song_id: str) -> None:
         path = self._path(f"{TAKEOVERS}/{song_id}")
-        try:
-            for p in self.fs.ls(path, detail=False):
-                self.fs.rm_file(p)
-        except FileNotFoundError:
-            return
+        with store_errors(f"{self.url}: cannot release a lease"):
+            try:
+                for p in self.fs.ls(path, detail=False):
+                    self.fs.rm_file(p)
+            except FileNotFoundError:
+                return
         self._prune(path)
 
     def renew(self, song_id: str, run_id: str) -> bool:
@@ -307,10 +337,11 @@ class Leases:
     def held(self) -> list[dict[str, Any]]:
         """Every lease in the store: its song_id, run, host, pid, time, beat, and whether it is stale."""
         base = self._path(LEASES)
-        try:
-            paths = self.fs.find(base)
-        except FileNotFoundError:
-            return []
+        with store_errors(f"{self.url}: cannot list the leases"):
+            try:
+                paths = self.fs.find(base)
+            except FileNotFoundError:
+                return []
         out = []
         for p in paths:
             rel = p[len(base.lstrip("/")) if not p.startswith("/") else len(base):].strip("/")

@@ -39,6 +39,7 @@ from .failures import Failures
 from .layout import CHECKSUM, COMPRESSORS, READABLE_SCHEMAS, RESERVED, SCHEMA_VERSION, STORAGE_DTYPES, now_iso, \
     time_chunk, validate_song_id
 from .leases import Leases, has_exclusive_create
+from .remote import storage_options as with_settings, store_errors
 
 #: how a store is opened: ``r`` reads an existing store, ``r+`` also writes to it, ``a`` writes to it or
 #: creates it where nothing is (only ``fstore extract`` creates stores)
@@ -50,18 +51,17 @@ def location(url: str, storage_options: Mapping[str, Any] | None = None) -> str:
     "file", or "other" (a folder or prefix holding something else)."""
     import fsspec
 
-    try:
-        fs, path = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
-        path = path.rstrip("/")
-        if fs.isfile(path):
-            return "file"
-        if fs.isfile(f"{path}/zarr.json"):
-            return "zarr"
-        return "other" if fs.exists(path) and fs.ls(path, detail=False) else "absent"
-    except FileNotFoundError:
-        return "absent"
-    except OSError as e:
-        raise StoreError(f"{url}: cannot open ({e})") from e
+    with store_errors(f"{url}: cannot open"):
+        try:
+            fs, path = fsspec.core.url_to_fs(url, **with_settings(url, storage_options))
+            path = path.rstrip("/")
+            if fs.isfile(path):
+                return "file"
+            if fs.isfile(f"{path}/zarr.json"):
+                return "zarr"
+            return "other" if fs.exists(path) and fs.ls(path, detail=False) else "absent"
+        except FileNotFoundError:
+            return "absent"
 
 
 class FeatureStore:
@@ -88,11 +88,13 @@ class FeatureStore:
         if found == "absent" and mode != "a":
             raise StoreError(f"{self.url}: no fstore store here")
         try:
-            self._root = self._open_root("a" if found == "absent" else "r" if mode == "r" else "r+")
-        except FileNotFoundError as e:
-            raise StoreError(f"{self.url}: no store here") from e
-        except OSError as e:
-            raise StoreError(f"{self.url}: cannot open ({e})") from e
+            with store_errors(f"{self.url}: cannot open"):
+                try:
+                    self._root = self._open_root("a" if found == "absent" else "r" if mode == "r" else "r+")
+                except FileNotFoundError as e:
+                    raise StoreError(f"{self.url}: no store here") from e
+        except StoreError:
+            raise
         except Exception as e:  # zarr raises a variety of errors for non-stores
             raise StoreError(f"{self.url}: cannot open as a Zarr store ({e})") from e
         self._leases: Leases | None = None
@@ -121,7 +123,7 @@ class FeatureStore:
         import zarr
         from zarr.errors import ContainsGroupError
 
-        options = dict(self.storage_options or {}) or None
+        options = with_settings(self.url, self.storage_options) or None
         try:
             return zarr.open_group(self.url, mode=mode, storage_options=options)
         except ContainsGroupError:  # created by another run between zarr's look and its create
@@ -130,10 +132,8 @@ class FeatureStore:
             return zarr.open_group(self.url, mode="r+", storage_options=options)
 
     def _write_root_attrs(self, attrs: Mapping[str, Any], what: str = "cannot write") -> None:
-        try:
+        with store_errors(f"{self.url}: {what}"):
             self._root.attrs.update(dict(attrs))
-        except OSError as e:
-            raise StoreError(f"{self.url}: {what} ({e})") from e
 
     def root_attrs(self) -> dict[str, Any]:
         return self._root.attrs.asdict()
@@ -220,10 +220,8 @@ class FeatureStore:
 
     def _put_group_attrs(self, group: str, attrs: Mapping[str, Any]) -> None:
         """Replace a group's attributes in one write of its ``zarr.json`` (never empty meanwhile)."""
-        try:
+        with store_errors(f"cannot write the {group} group to {self.url}"):
             self._root[group].attrs.put(dict(attrs))
-        except OSError as e:
-            raise StoreError(f"cannot write the {group} group to {self.url}: {e}") from e
 
     def size_on_disk(self, model: str) -> int:
         """Bytes the group's arrays take in the store (compressed chunks and metadata)."""
@@ -233,10 +231,8 @@ class FeatureStore:
     def _arrays(self, model: str) -> dict[str, dict[str, Any] | None]:
         """Every array node of ``model``: song id → its metadata document (None: an interrupted write), read in
         bulk (:mod:`._listing`) rather than node by node."""
-        try:
+        with store_errors(f"{self.url}/{model}: cannot list"):
             nodes = node_metadata(self._root, model)
-        except OSError as e:
-            raise StoreError(f"{self.url}/{model}: cannot list ({e})") from e
         return {name: doc for name, doc in nodes.items() if doc is None or doc.get("node_type") == "array"}
 
     def states(self, model: str) -> dict[str, str]:
@@ -270,19 +266,20 @@ class FeatureStore:
 
         sid = validate_song_id(song_id)
         path = f"{model}/{sid}"
-        try:
-            node = self._root[path]
-        except KeyError:
-            if complete_only and self._has_chunks(path):
-                raise CorruptArray(self.url, model, sid, "unreadable metadata", detail="zarr.json is missing") from None
-            return None
-        except (ValueError, TypeError) as e:  # metadata that zarr cannot parse: interrupted, or damaged
-            doc = parse(self._raw(f"{path}/zarr.json"))
-            if doc is not None and DAMAGED in doc:
-                raise CorruptArray(self.url, model, sid, "unreadable metadata", detail=str(e)) from e
-            return None
-        except OSError as e:  # permissions, network: not "absent", or caching would recompute everything
-            raise StoreError(f"{self.url}/{path}: cannot read ({e})") from e
+        # permissions, network: not "absent", or caching would recompute everything
+        with store_errors(f"{self.url}/{path}: cannot read"):
+            try:
+                node = self._root[path]
+            except KeyError:
+                if complete_only and self._has_chunks(path):
+                    raise CorruptArray(self.url, model, sid, "unreadable metadata",
+                                       detail="zarr.json is missing") from None
+                return None
+            except (ValueError, TypeError) as e:  # metadata that zarr cannot parse: interrupted, or damaged
+                doc = parse(self._raw(f"{path}/zarr.json"))
+                if doc is not None and DAMAGED in doc:
+                    raise CorruptArray(self.url, model, sid, "unreadable metadata", detail=str(e)) from e
+                return None
         if not isinstance(node, zarr.Array):
             return None
         attrs = node.attrs.asdict()
@@ -365,7 +362,8 @@ class FeatureStore:
         ``attrs`` are the array's attributes (:func:`~.attributes.array_attributes`): their ``dims`` name
         the data's axes and their ``dtype`` (float32 or float16, default float32) is how it is stored.
         Raises StoreError when the store cannot be written (read-only, disk full): such an error stops
-        a run, unlike a bad audio file.
+        a run, unlike a bad audio file; TransientStoreError when the network or the server failed, which
+        fails this song only (:mod:`.remote`).
         """
         dims, dtype = tuple(attrs["dims"]), str(attrs.get("dtype", "float32"))
         if dtype not in STORAGE_DTYPES:
@@ -374,8 +372,8 @@ class FeatureStore:
         data = np.ascontiguousarray(data, dtype=dtype)
         if len(dims) != data.ndim:
             raise ValueError(f"dims {dims} do not match data of shape {data.shape}")
-        self._check_no_collision(model, sid)
-        try:
+        with store_errors(f"cannot write {model}/{sid} to {self.url}"):
+            self._check_no_collision(model, sid)
             arr = self._root.create_array(
                 f"{model}/{sid}",
                 shape=data.shape,
@@ -390,8 +388,6 @@ class FeatureStore:
             )
             arr[...] = data
             arr.attrs["complete"] = True
-        except OSError as e:
-            raise StoreError(f"cannot write {model}/{sid} to {self.url}: {e}") from e
 
     def _check_no_collision(self, model: str, sid: str) -> None:
         """A song id must not be a folder of other songs, nor lie inside another song ("a" vs "a/b")."""
