@@ -47,15 +47,7 @@ def export_npy(
     from ..store import open_backend
 
     store = store_url(store_arg, store)
-    stop_on_sigterm()
-    try:
-        report = do_export(open_backend(store), output_base, split_names(models), overwrite=overwrite)
-    except ExportTarget as e:
-        fail(e, TARGET_EXIT_CODES[e.kind])
-    except (StoreError, KeyError, OSError) as e:
-        fail(e)
-    except KeyboardInterrupt:
-        _interrupted()
+    report = _exporting(do_export, open_backend(store), output_base, split_names(models), overwrite=overwrite)
     for model, n in report.written.items():
         kept, stale = report.kept[model], report.stale[model]
         line = escape(f"{model}: {n} written to {output_base / model}") + (f", {kept} kept" if kept else "")
@@ -64,6 +56,19 @@ def export_npy(
                      + (", …" if len(stale) > 5 else ""))
         out.print(line)
     _left_out(report)
+
+
+def _exporting(export, *args, **kwargs):
+    """Run one export with SIGTERM acting as Ctrl-C, and turn its errors into the exit codes the README lists."""
+    stop_on_sigterm()
+    try:
+        return export(*args, **kwargs)
+    except ExportTarget as e:
+        fail(e, TARGET_EXIT_CODES[e.kind])
+    except (StoreError, KeyError, OSError) as e:
+        fail(e)
+    except KeyboardInterrupt:
+        _interrupted()
 
 
 def _left_out(report) -> None:
@@ -96,15 +101,8 @@ def export_hdf5(
     from ..store import open_backend
 
     start = time.perf_counter()
-    stop_on_sigterm()
-    try:
-        report = do_export(open_backend(store_url(None, store)), out_file, split_names(models), overwrite=overwrite)
-    except ExportTarget as e:
-        fail(e, TARGET_EXIT_CODES[e.kind])
-    except (StoreError, KeyError, OSError) as e:
-        fail(e)
-    except KeyboardInterrupt:
-        _interrupted()
+    report = _exporting(do_export, open_backend(store_url(None, store)), out_file, split_names(models),
+                        overwrite=overwrite)
     out.print(escape(f"{out_file}: " + ", ".join(f"{m} {n} songs" for m, n in report.written.items())
                      + f" in {time.perf_counter() - start:.1f} s"))
     _left_out(report)
