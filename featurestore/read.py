@@ -25,7 +25,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .clock import TimeAxis
+from .clock import TimeAxis, nearest_frames
 from .store import ReadBackend, open_backend
 from .store.attributes import decode as decode_attrs, encode as encode_attrs
 
@@ -332,5 +332,8 @@ def _align(da_, target, method: str):
     """Put ``da_`` on the ``target`` time coordinate (see :meth:`StoreReader.load_song`)."""
     if method == "linear":
         return da_.interp(time=target.values, method="linear").assign_coords(time=target)
-    hop = float(da_.attrs.get("hop_s", 0.0))
-    return da_.reindex(time=target.values, method="nearest", tolerance=hop / 2 + 1e-9).assign_coords(time=target)
+    import xarray as xr
+
+    frames = nearest_frames(da_["time"].values, target.values, float(da_.attrs.get("hop_s", 0.0)))
+    found = xr.DataArray(frames >= 0, dims="time", coords={"time": target})
+    return da_.isel(time=np.maximum(frames, 0)).assign_coords(time=target).where(found)
