@@ -26,7 +26,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .clock import TimeAxis, nearest_frames
-from .store import ReadBackend, open_backend
+from .layers import LayerChoice, Layers, Reduce, group_choices, stored_layers
+from .store import ReadBackend, StoredArray, open_backend
 from .store.attributes import decode as decode_attrs, encode as encode_attrs
 
 ALIGN_METHODS = ("nearest", "linear")
@@ -88,7 +89,7 @@ class StoreReader:
         return self.backend.model_attrs(model)
 
     def load(self, song_id: str, model: str, lazy: bool = False, start: float | None = None,
-             end: float | None = None):
+             end: float | None = None, layers: Layers = None, reduce: Reduce = None):
         """One song's features for one model as an ``xr.DataArray``.
 
         Dims are the stored ones, e.g. ``("time",)``, ``("time", "feature")`` or
@@ -100,17 +101,42 @@ class StoreReader:
         dask-backed array that reads on ``.compute()``. Values come as float32 (also from a
         float16 store).
 
+        ``layers``/``reduce`` choose and mix the hidden states of a group stored with layers
+        (:mod:`featurestore.layers`): ``layers=[6, 8]`` keeps those indices as the ``layer`` dim,
+        ``layers=8`` one without it, ``reduce="mean"`` or ``reduce=[0.2, 0.8]`` mixes them (in
+        float64, after the time slice) and drops the dim; the attributes ``layers`` and
+        ``layer_weights`` record the choice. ValueError names the stored layers when one asked
+        for is not there.
+
         Raises KeyError when (song, model) has no complete array.
         """
-        import xarray as xr
+        arr = self._array(song_id, model)
+        frames = frame_range(arr.attrs, arr.shape[arr.dims.index("time")], start, end)
+        return self._read(arr, model, frames, lazy, self._layer_choice(model, arr.attrs, layers, reduce))
 
+    def _array(self, song_id: str, model: str) -> StoredArray:
         arr = self.backend.array(model, song_id)
         if arr is None:
             raise KeyError(f"no complete {model!r} features for song {song_id!r} in {self.url}")
+        return arr
+
+    def _stored_layers(self, model: str, attrs: Mapping[str, Any]) -> list[int] | None:
+        """The hidden states ``model``'s arrays hold: from an array's attributes when they have a ``layer``
+        dim, else from the group's (a group stored with one layer names it there only)."""
+        return stored_layers(attrs) if "layer" in attrs["dims"] else stored_layers(self.model_attrs(model))
+
+    def _layer_choice(self, model: str, attrs: Mapping[str, Any], layers: Layers, reduce: Reduce) -> LayerChoice | None:
+        if layers is None and reduce is None:
+            return None
+        return LayerChoice.resolve(model, self._stored_layers(model, attrs), layers, reduce)
+
+    def _read(self, arr: StoredArray, model: str, frames: slice, lazy: bool, choice: LayerChoice | None):
+        """The DataArray of ``arr``'s ``frames`` (see :meth:`load`), with ``choice`` applied after the time slice."""
+        import xarray as xr
+
         attrs = dict(arr.attrs)
         dims = arr.dims
         axis = dims.index("time")
-        frames = frame_range(attrs, arr.shape[axis], start, end)
         index = tuple(frames if i == axis else slice(None) for i in range(len(dims)))
         if lazy:
             import dask.array as da
@@ -122,15 +148,21 @@ class StoreReader:
         coords: dict[str, Any] = {"time": ("time", times, {"units": "s"})}
         if "feature" in dims and attrs.get("feature_names"):
             coords["feature"] = list(attrs["feature_names"])
-        for dim, values in (attrs.get("coords") or {}).items():
-            coords[dim] = list(values)
+        coords.update((dim, list(values)) for dim, values in (attrs.get("coords") or {}).items())
+        if choice is not None:
+            data, dims = choice.apply(data, dims)
+            attrs.update(choice.attrs())
+            coords.pop("layer", None)
+            if "layer" in dims:
+                coords["layer"] = list(choice.layers)
         attrs.pop("complete", None)
         return xr.DataArray(data, dims=dims, coords=coords, name=model, attrs=encode_attrs(attrs))
 
     def load_song(self, song_id: str, models: Sequence[str] | None = None, align: str | None = None,
                   method: str = "nearest", lazy: bool = False, start: float | None = None,
                   end: float | None = None, sync: str | float | Sequence[float] | None = None,
-                  stat: str = "mean", beats_from: str = "madmom"):
+                  stat: str = "mean", beats_from: str = "madmom", layers: Layers | Mapping[str, Layers] = None,
+                  reduce: Reduce | Mapping[str, Reduce] = None):
         """Several models' features of one song in one ``xr.Dataset``.
 
         Without ``align`` each model keeps its own clock, as dims ``time_<model>``. With
@@ -145,6 +177,10 @@ class StoreReader:
         different widths can share a Dataset. Models without a complete array for the
         song are left out; KeyError if none has one. ``start``/``end`` (seconds) slice every
         model as :meth:`load` does.
+
+        ``layers``/``reduce`` (see :meth:`load`) apply to every group stored with layers and leave
+        the others as they are; a mapping ``{group: ...}`` chooses for the groups it names
+        (:func:`featurestore.layers.group_choices`; ValueError when they apply to no group).
 
         ``sync`` summarises every model over the same time intervals instead, giving a Dataset
         with a ``beat`` dim whose coordinates ``start_s`` and ``end_s`` are each interval's
@@ -171,12 +207,13 @@ class StoreReader:
         models = list(models) if models is not None else self.models()
         if align is not None and align not in models:
             models.append(align)
+        found = {model: arr for model in models if (arr := self.backend.array(model, song_id)) is not None}
+        choices = group_choices({m: self._stored_layers(m, arr.attrs) for m, arr in found.items()}, layers, reduce) \
+            if found and (layers is not None or reduce is not None) else {}
         arrays = {}
-        for model in models:
-            try:
-                arrays[model] = self.load(song_id, model, lazy=lazy, start=start, end=end)
-            except KeyError:
-                continue
+        for model, arr in found.items():
+            frames = frame_range(arr.attrs, arr.shape[arr.dims.index("time")], start, end)
+            arrays[model] = self._read(arr, model, frames, lazy, choices.get(model))
         if not arrays:
             raise KeyError(f"song {song_id!r} has no complete features for {models} in {self.url}")
         if align is not None and align not in arrays:
@@ -257,13 +294,18 @@ class StoreReader:
             }
         return out
 
-    def pooled(self, model: str, stat: str = "mean", songs: Sequence[str] | None = None):
+    def pooled(self, model: str, stat: str = "mean", songs: Sequence[str] | None = None, layers: Layers = None,
+               reduce: Reduce = None):
         """One vector per song: ``stat`` (mean, std, min or max) over each song's time axis.
 
         Returns an ``xr.DataArray`` with dims ``("song", ...)``: the stored dims without
         ``time`` (MERT with several layers keeps ``layer``), float32, a ``song`` coordinate
         and ``n_frames`` per song. Computed out of core with dask, chunk by chunk: memory
         holds a few chunks (4 MiB each) and the result, however large the store.
+
+        ``layers``/``reduce`` choose and mix hidden states as :meth:`load` does, before the
+        statistic: each song's vector is ``stat`` over time of ``load(song, model, layers=...,
+        reduce=...)``.
         """
         import dask
         import dask.array as da
@@ -274,21 +316,23 @@ class StoreReader:
         songs = list(songs) if songs is not None else self.songs(model)
         if not songs:
             raise KeyError(f"no complete {model!r} songs in {self.url}")
-        first = self.load(songs[0], model, lazy=True)
-        axis = first.dims.index("time")
+        head = self._array(songs[0], model)
+        choice = self._layer_choice(model, head.attrs, layers, reduce)
+        first = self._read(head, model, slice(None), True, choice)
         lazies, lengths = [], []
         for song in songs:
-            arr = self.backend.array(model, song)
-            if arr is None:
-                raise KeyError(f"no complete {model!r} features for song {song!r} in {self.url}")
-            x = da.from_array(arr, chunks=arr.chunks).astype(np.float64)
-            lazies.append(getattr(da, stat)(x, axis=axis).astype(np.float32))
-            lengths.append(arr.shape[axis])
+            arr = self._array(song, model)
+            x, dims = da.from_array(arr, chunks=arr.chunks).astype(np.float32), arr.dims
+            if choice is not None:
+                x, dims = choice.apply(x, dims)
+            lazies.append(getattr(da, stat)(x.astype(np.float64), axis=dims.index("time")).astype(np.float32))
+            lengths.append(arr.shape[arr.dims.index("time")])
         values = np.stack(dask.compute(*lazies))
         dims = ("song",) + tuple(d for d in first.dims if d != "time")
         coords = {d: first.coords[d].values for d in dims[1:] if d in first.coords}
         coords.update(song=songs, n_frames=("song", np.asarray(lengths)))
-        attrs = {k: first.attrs[k] for k in ("model", "hop_s", "frame_rate_hz", "fingerprint") if k in first.attrs}
+        attrs = {k: first.attrs[k] for k in ("model", "hop_s", "frame_rate_hz", "fingerprint", "layers", "layer_weights")
+                 if k in first.attrs}
         return xr.DataArray(values, dims=dims, coords=coords, name=f"{model}_{stat}", attrs={**attrs, "stat": stat})
 
     def similar(self, song_id: str, group: str, k: int = 10, stat: str = "mean", layer: int | None = None,
@@ -301,20 +345,21 @@ class StoreReader:
 
         return similar(self, song_id, group, k=k, stat=stat, layer=layer, exclude_self=exclude_self)
 
-    def stack(self, model: str, songs: Sequence[str] | None = None):
+    def stack(self, model: str, songs: Sequence[str] | None = None, layers: Layers = None, reduce: Reduce = None):
         """Every song of ``model`` in one padded array, for training code.
 
         Returns an ``xr.DataArray`` with dims ``("song", "time", ...)`` (the stored non-time dims
         after ``time``), float32, NaN after each song's end, a ``length`` coordinate (frames per
         song) and ``time`` in seconds on the group's clock. It is built in memory:
-        songs × longest song × features × 4 bytes.
+        songs × longest song × features × 4 bytes. ``layers``/``reduce`` choose and mix hidden
+        states as :meth:`load` does.
         """
         import xarray as xr
 
         songs = list(songs) if songs is not None else self.songs(model)
         if not songs:
             raise KeyError(f"no complete {model!r} songs in {self.url}")
-        arrays = [self.load(s, model).transpose("time", ...) for s in songs]
+        arrays = [self.load(s, model, layers=layers, reduce=reduce).transpose("time", ...) for s in songs]
         longest = max(a.sizes["time"] for a in arrays)
         out = np.full((len(arrays), longest) + arrays[0].shape[1:], np.nan, dtype=np.float32)
         for i, a in enumerate(arrays):
@@ -325,7 +370,8 @@ class StoreReader:
         coords.update(song=songs, time=("time", axis.times(longest), {"units": "s"}),
                       length=("song", np.asarray([a.sizes["time"] for a in arrays])))
         return xr.DataArray(out, dims=dims, coords=coords, name=model,
-                            attrs={k: arrays[0].attrs[k] for k in ("model", "hop_s", "t0_s", "frame_rate_hz") if k in arrays[0].attrs})
+                            attrs={k: arrays[0].attrs[k] for k in ("model", "hop_s", "t0_s", "frame_rate_hz", "layers", "layer_weights")
+                                   if k in arrays[0].attrs})
 
 
 def _align(da_, target, method: str):
