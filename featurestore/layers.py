@@ -5,8 +5,8 @@ arrays of dims ``("layer", "time", "feature")`` whose ``layer`` coordinate is th
 index (0 = the transformer's input, 12 = MERT-v1-95M's last layer). A group stored with one has
 no ``layer`` dim; its group attributes name the index (``config.layers``, e.g. ``[12]``).
 :class:`LayerChoice` turns the read options ``layers`` and ``reduce`` into one selection that
-:meth:`~featurestore.read.StoreReader.load`, ``load_song``, ``pooled`` and ``stack`` all apply the
-same way:
+:meth:`~featurestore.read.StoreReader.load`, ``load_song``, ``pooled``, ``stack`` and
+:class:`featurestore.torch.FeatureWindows` all apply the same way:
 
 - ``layers=[6, 8]`` keeps those hidden states, by index value (not position), in the order
   given, as a ``layer`` dim (also on a group with one stored layer: the dims do not depend on how
@@ -16,7 +16,7 @@ same way:
   ``reduce=[0.2, 0.8]`` weights them (one non-negative weight per chosen layer, normalised to
   sum 1); either drops the ``layer`` dim.
 
-Reading several groups at once (``load_song``), a single choice applies to
+Reading several groups at once (``load_song``, ``FeatureWindows``), a single choice applies to
 the groups stored with layers and leaves the others as they are; a mapping ``{group: ...}``
 (for ``layers``, ``reduce`` or both) chooses for the groups it names (:func:`group_choices`).
 

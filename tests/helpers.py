@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -68,6 +71,31 @@ def fstore(*args: object, **kwargs: object):
 def output(result) -> str:
     """A CLI result's output with rich's line wrapping undone (messages are matched as one line)."""
     return " ".join(result.output.split())
+
+
+@contextmanager
+def moto_s3(bucket: str) -> Iterator[dict]:
+    """storage_options for a fresh ``bucket`` on a moto S3 server at 127.0.0.1 (a free port), with test
+    credentials in the environment while it runs; needs boto3 and moto[server]."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
+    os.environ.update(AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1")
+    try:
+        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
+        yield {"client_kwargs": {"endpoint_url": endpoint}}
+    finally:
+        server.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def write_group(store, group: str, songs: dict[str, np.ndarray], dims: tuple[str, ...], axis,

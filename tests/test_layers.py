@@ -1,5 +1,5 @@
-"""Layers on read: hidden states chosen by index and mixed (mean or weights) by load, load_song, pooled
-and stack, on a group stored with several layers and on one stored with a single layer."""
+"""Layers on read: hidden states chosen by index and mixed (mean or weights) by load, load_song, pooled,
+stack and FeatureWindows, on a group stored with several layers and on one stored with a single layer."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import featurestore as fs
 from featurestore.clock import TimeAxis
 from featurestore.export import export_hdf5
 from featurestore.store import FeatureStore
+from featurestore.torch import FeatureWindows
 
 from .helpers import write_group
 
@@ -138,3 +139,19 @@ def test_load_song_applies_a_choice_to_the_groups_with_layers(reader, raw):
     np.testing.assert_array_equal(per_group["mert"].values, raw["a"][:2])
     with pytest.raises(ValueError, match="'emb' stores no hidden-state layers"):
         reader.load_song("a", ["mert", "emb"], layers={"emb": [0]})
+
+
+def test_feature_windows_take_the_choice_per_window(url):
+    windows = FeatureWindows(url, ["mert", "emb"], window_s=0.4, layers=[6, 12], reduce=[1, 3])
+    reader = fs.open_store(url)
+    assert len(windows) > 0
+    for i in range(len(windows)):
+        item = windows[i]
+        expected = reader.load(item["song_id"], "mert", start=item["start_s"], end=item["start_s"] + 0.4,
+                               layers=[6, 12], reduce=[1, 3])
+        assert tuple(item["mert"].shape) == (30, 5)
+        np.testing.assert_array_equal(item["mert"].numpy(), expected.values)
+    kept = FeatureWindows(url, ["mert12"], window_s=0.4, layers=[12])[0]["mert12"]
+    assert tuple(kept.shape) == (30, 1, 5)  # time first, then the layer dim
+    with pytest.raises(ValueError, match=r"'mert' stores layers \[0, 6, 8, 12\]; 7 is not among them"):
+        FeatureWindows(url, ["mert", "emb"], window_s=0.4, layers=[7])  # refused when built, not in a worker
