@@ -176,7 +176,9 @@ class StoreReader:
         Non-time dims are renamed ``<model>_feature`` / ``<model>_layer`` so models of
         different widths can share a Dataset. Models without a complete array for the
         song are left out; KeyError if none has one. ``start``/``end`` (seconds) slice every
-        model as :meth:`load` does.
+        model as :meth:`load` does; when aligning, the other models are read one of their hops
+        beyond the slice, so the result is exactly the slice of the whole song's alignment
+        (no NaN at the slice's edges from a nearest frame just outside it).
 
         ``layers``/``reduce`` (see :meth:`load`) apply to every group stored with layers and leave
         the others as they are; a mapping ``{group: ...}`` chooses for the groups it names
@@ -212,7 +214,9 @@ class StoreReader:
             if found and (layers is not None or reduce is not None) else {}
         arrays = {}
         for model, arr in found.items():
-            frames = frame_range(arr.attrs, arr.shape[arr.dims.index("time")], start, end)
+            margin = TimeAxis.from_attrs(arr.attrs).hop_s if align not in (None, model) else 0.0
+            frames = frame_range(arr.attrs, arr.shape[arr.dims.index("time")],
+                                 None if start is None else start - margin, None if end is None else end + margin)
             arrays[model] = self._read(arr, model, frames, lazy, choices.get(model))
         if not arrays:
             raise KeyError(f"song {song_id!r} has no complete features for {models} in {self.url}")
