@@ -28,14 +28,18 @@ Workers: ``FeatureWindows`` keeps the store's URL (and storage options), never a
 across processes. Each process opens its own on its first item, keyed by its pid, so a handle
 opened before a ``fork`` (an HDF5 file, an S3 session) is never used after it, and ``spawn``
 pickles no handle. It works with ``DataLoader(num_workers=N)`` under either start method, on a
-Zarr store (local or ``s3://``) and on an HDF5 export.
+Zarr store (local or ``s3://``) and on an HDF5 export. Each process keeps the arrays it has opened
+(up to :data:`ARRAY_CACHE`), so reading a song again costs only its chunks: the dataset reads the
+store as it was when indexed; build a new one after the store changes.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -47,10 +51,22 @@ from .read import StoreReader, open_store
 from .store import StoredArray
 from .windows import PADS, Grid, window_range
 
-__all__ = ["FeatureWindows", "collate_windows"]
+__all__ = ["ARRAY_CACHE", "FeatureWindows", "collate_windows"]
 
 #: metadata documents read at once while indexing (remote stores answer each after a round trip)
 INDEX_THREADS = 16
+#: arrays each process keeps open, the least recently read dropped first: reopening one reads its metadata
+#: again (an HDF5 array's attributes cost more than its window's chunk; a Zarr array's a store round trip)
+ARRAY_CACHE = 4096
+
+
+@dataclass
+class _Opened:
+    """What one process holds open: its own store handle and the arrays it has opened (least recent first)."""
+
+    pid: int
+    reader: StoreReader
+    arrays: OrderedDict = field(default_factory=OrderedDict)
 
 
 class FeatureWindows(torch.utils.data.Dataset):
@@ -97,15 +113,14 @@ class FeatureWindows(torch.utils.data.Dataset):
             self.models.append(align)
         self.align, self.pad, self.transform = align, pad, transform
         self.grid = Grid.of(window_s, hop_s)
+        self._opened: _Opened | None = None
         if isinstance(store, StoreReader):
             reader = store
             self.url, self.storage_options = store.url, getattr(store.backend, "storage_options", None)
-            self._handle: StoreReader | None = None
-            self._pid: int | None = None
         else:
             self.url, self.storage_options = str(store), dict(storage_options) if storage_options else None
-            reader = self._handle = open_store(self.url, self.storage_options)
-            self._pid = os.getpid()
+            reader = open_store(self.url, self.storage_options)
+            self._opened = _Opened(os.getpid(), reader)
         groups = reader.models()
         missing = [m for m in self.models if m not in groups]
         if missing:
@@ -171,21 +186,28 @@ class FeatureWindows(torch.utils.data.Dataset):
         return k, int(self._first[k] + index - self._offsets[k])
 
     # -- items -----------------------------------------------------------------------------------
-    def _reader(self) -> StoreReader:
-        """This process's own handle, opened on its first item: never one inherited through a fork."""
-        if self._pid != os.getpid():
-            self._handle, self._pid = open_store(self.url, self.storage_options), os.getpid()
-        return self._handle  # type: ignore[return-value]
+    def _array(self, model: str, song: str) -> StoredArray:
+        """``song``'s array of ``model``, through this process's own handle (opened on its first item, never
+        one inherited through a fork) and its cache of open arrays (:data:`ARRAY_CACHE`)."""
+        if self._opened is None or self._opened.pid != os.getpid():
+            self._opened = _Opened(os.getpid(), open_store(self.url, self.storage_options))
+        arrays = self._opened.arrays
+        arr = arrays.get((model, song))
+        if arr is not None:
+            arrays.move_to_end((model, song))
+            return arr
+        arr = self._opened.reader.backend.array(model, song)
+        if arr is None:
+            raise KeyError(f"no complete {model!r} features for song {song!r} in {self.url} (removed since indexing?)")
+        arrays[model, song] = arr
+        if len(arrays) > ARRAY_CACHE:
+            arrays.popitem(last=False)
+        return arr
 
     def __getitem__(self, index: int) -> Any:
         k, j = self._locate(index)
         song = self.songs[k]
-        reader = self._reader()
-        arrays = {}
-        for model in self.models:
-            arrays[model] = reader.backend.array(model, song)
-            if arrays[model] is None:
-                raise KeyError(f"no complete {model!r} features for song {song!r} in {self.url} (removed since indexing?)")
+        arrays = {model: self._array(model, song) for model in self.models}
         if self.align is None:
             item = {m: self._own_clock(arrays[m], m, j) for m in self.models}
         else:
@@ -233,8 +255,8 @@ class FeatureWindows(torch.utils.data.Dataset):
         return np.moveaxis(data, dims.index("time"), 0)
 
     def __getstate__(self) -> dict[str, Any]:
-        """What a ``spawn`` worker receives: everything but the open handle."""
-        return {**self.__dict__, "_handle": None, "_pid": None}
+        """What a ``spawn`` worker receives: everything but what this process holds open."""
+        return {**self.__dict__, "_opened": None}
 
     def __repr__(self) -> str:
         return (f"FeatureWindows({self.url!r}, {self.models}, window_s={float(self.grid.window):g}, "
