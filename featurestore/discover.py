@@ -40,11 +40,19 @@ class Discovery:
     errors: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) found while scanning
 
 
+#: files a music folder holds beside the audio whose MIME types say ``audio/*`` although they hold no
+#: sound: playlists and cue sheets (lists of other files) and MIDI (notes, not samples)
+NOT_AUDIO_EXTENSIONS = frozenset(".m3u .m3u8 .pls .cue .xspf .wpl .asx .mid .midi .kar .rmi".split())
+
+
 def is_audio_name(name: str) -> bool:
-    """Whether a file name looks like audio (known extension or an ``audio/*`` MIME type)."""
+    """Whether a file name looks like audio (a known extension, or an ``audio/*`` MIME type but for
+    :data:`NOT_AUDIO_EXTENSIONS`)."""
     ext = os.path.splitext(name)[1].lower()
     if ext in AUDIO_EXTENSIONS:
         return True
+    if ext in NOT_AUDIO_EXTENSIONS:
+        return False
     mime, _ = mimetypes.guess_type(name, strict=False)
     return bool(mime and mime.startswith("audio/"))
 
@@ -116,8 +124,10 @@ def gather(paths: Sequence[str | os.PathLike[str]], listed: Sequence[tuple[str, 
 def read_file_list(source: str | os.PathLike[str] | TextIO) -> list[tuple[str, str | None]]:
     """(path, song id or None) pairs from a list: one path per line, or a CSV whose header is
     ``path`` or ``path,song_id``. Blank lines and lines starting with ``#`` are ignored; relative
-    paths are relative to the current folder."""
+    paths are relative to the current folder. A leading UTF-8 byte order mark (Excel's "CSV UTF-8")
+    is dropped, from a file or a stream."""
     text = source.read() if hasattr(source, "read") else Path(source).read_text()
+    text = text.removeprefix("\ufeff")
     lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
     if lines and [c.strip() for c in lines[0].split(",")][:1] == ["path"]:
         rows = list(csv.DictReader(lines))
@@ -171,13 +181,22 @@ def _walk(root: Path, found: Discovery) -> list[tuple[Path, str]]:
 
 
 def source_info(file: AudioFile) -> dict[str, Any]:
-    """What identifies the input file: relative path, size, mtime and sha256."""
+    """What identifies the input file: relative path, size, mtime and sha256, and its absolute location
+    (the relative path alone cannot be found again by ``fstore verify``)."""
     st = file.path.stat()
-    return {"path": file.relative, "size": st.st_size, "mtime": st.st_mtime, "sha256": sha256_file(file.path)}
+    return {"path": file.relative, "size": st.st_size, "mtime": st.st_mtime, "sha256": sha256_file(file.path),
+            "location": os.path.abspath(file.path)}
 
 
-def source_unchanged(file: AudioFile, stored: dict[str, Any] | None) -> bool:
-    """Cheap check first (size, mtime), then the checksum when only the mtime moved."""
+def source_unchanged(file: AudioFile, stored: dict[str, Any] | None, hash_sources: bool = False) -> bool:
+    """Whether ``file`` is still the file its stored source record (size, mtime, sha256) describes.
+
+    By default the cheap check decides: the same size and mtime is unchanged; when only the mtime moved
+    (a touched or copied file), the sha256 decides, so such a file is not recomputed. A file rewritten
+    with its size and mtime kept (a tag editor that restores the mtime, ``cp -p`` of other content)
+    passes that check; ``hash_sources`` compares the sha256 of every file of the same size instead
+    (``--hash-sources``: it reads every input file once per run).
+    """
     if not stored:
         return False
     try:
@@ -186,6 +205,6 @@ def source_unchanged(file: AudioFile, stored: dict[str, Any] | None) -> bool:
         return False
     if st.st_size != stored.get("size"):
         return False
-    if st.st_mtime == stored.get("mtime"):
+    if st.st_mtime == stored.get("mtime") and not hash_sources:
         return True
     return sha256_file(file.path) == stored.get("sha256")

@@ -54,8 +54,26 @@ class StoreError(FstoreError):
     """The store cannot be read or written as required (read-only, disk full, not an fstore store)."""
 
 
-class ConfigurationMismatch(FstoreError):
-    """A run whose model configuration differs from the one its store group was computed with."""
+class ExportTarget(FstoreError):
+    """An export target that cannot take the export, found before any work. ``kind`` says why, each with
+    its own exit code (``fstore export-*``): ``"file"`` a file is in the way (``--output-base`` is a file,
+    or the HDF5 file exists and ``--overwrite`` was not given), ``"folder"`` a folder is where the HDF5
+    file goes, ``"read-only"`` it cannot be written, ``"store"`` it is the store being read or lies inside it."""
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class TransientStoreError(StoreError):
+    """A store operation that failed, after the client's retries, on an error that may pass: the network
+    or the server (HTTP 5xx, throttling) failed (:func:`featurestore.store.remote.is_transient`). Writing a
+    song, it fails that song only; anywhere else it stops the run like any StoreError."""
+
+
+class ConfigurationMismatch(StoreError):
+    """A run whose model configuration differs from the one its store group was computed with (or was replaced
+    with by another run while this one ran: the run stops, as when the store cannot be written)."""
 
     def __init__(self, url: str, group: str, differences: list[tuple[str, object, object]]) -> None:
         lines = [f"{url}: the {group!r} group was computed with another configuration:"]
@@ -69,3 +87,42 @@ class ConfigurationMismatch(FstoreError):
         super().__init__("\n".join(lines))
         self.group = group
         self.differences = differences
+
+
+class CorruptArray(StoreError):
+    """A stored array that cannot be read as written: a chunk missing, a checksum mismatch, bytes that do not
+    decode, or metadata that cannot be read. Never read as zeros: the message names the store, the group,
+    the song, the chunk and the cause, and ``fstore validate --fix`` then ``fstore extract`` recompute it."""
+
+    #: the causes, as they are named in messages and reports
+    CAUSES = ("missing chunk", "checksum mismatch", "undecodable bytes", "unreadable metadata", "shape mismatch")
+
+    def __init__(self, store: str, group: str, song_id: str, cause: str, chunk: str | None = None,
+                 detail: str = "") -> None:
+        where = f"{store}: {group}/{song_id}" + (f", chunk {chunk}" if chunk else "")
+        super().__init__(f"{where}: damaged ({cause}{': ' + detail if detail else ''})")
+        self.store, self.group, self.song_id, self.cause, self.chunk, self.detail = store, group, song_id, cause, chunk, detail
+
+    @property
+    def what(self) -> str:
+        """The cause, the chunk and the detail, without the store and song (a report lists those apart)."""
+        return self.cause + (f" in chunk {self.chunk}" if self.chunk else "") + (f": {self.detail}" if self.detail else "")
+
+
+class SongRewritten(StoreError):
+    """A song's array changed while it was read (another run rewrote it): not damage; read it again once the
+    other run has written it."""
+
+    def __init__(self, store: str, group: str, song_id: str) -> None:
+        super().__init__(f"{store}: {group}/{song_id} was rewritten (by another run) while it was read; "
+                         "read it again once it is complete")
+        self.store, self.group, self.song_id = store, group, song_id
+
+
+class SkippedSongsWarning(UserWarning):
+    """A collection (``pooled``, ``stack``) left out songs another run rewrote while they were read; the
+    warning names each."""
+
+
+class DamagedSongsWarning(SkippedSongsWarning):
+    """A collection (``pooled``, ``stack``) left out damaged songs; the warning names each and why."""

@@ -14,8 +14,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .read import StoreReader, decode_attrs
+from .read import StoreReader, as_names, decode_attrs
 
+#: the model whose activation the beat tracker decodes (``StoreReader.beats``)
+BEAT_MODEL = "madmom"
 NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 PLOT_KINDS = ("activation", "pitch", "embedding")
 
@@ -67,19 +69,32 @@ def note_ticks(low_hz: float, high_hz: float) -> tuple[list[float], list[str]]:
     return ticks, names
 
 
-def plot_song(reader: StoreReader, song_id: str, models: Sequence[str] | None = None,
+def beat_groups(reader: StoreReader, groups: Sequence[str]) -> list[str]:
+    """The groups of ``groups`` that hold a beat activation madmom's DBN decodes into beats (their recorded
+    model is madmom's beat tracker, whatever the group's name)."""
+    return [g for g in groups if reader.model_attrs(g).get("model") == BEAT_MODEL]
+
+
+def plot_song(reader: StoreReader, song_id: str, models: str | Sequence[str] | None = None,
               start: float | None = None, end: float | None = None) -> Any:
-    """One matplotlib Figure, one panel per model (in ``models`` order), sharing the time axis."""
+    """One matplotlib Figure, one panel per model (in ``models`` order), sharing the time axis. When a group
+    holds a beat activation, its beats (madmom's DBN) are marked on its panel and as thin lines across all."""
     plt = _pyplot()
-    groups = [m for m in (models or reader.models()) if song_id in reader.songs(m)]
+    groups = [m for m in (as_names(models) or reader.models()) if reader.has(song_id, m)]
     if not groups:
         raise KeyError(f"song {song_id!r} has no complete features in {reader.url}")
     arrays = {g: reader.load(song_id, g, start=start, end=end) for g in groups}
+    beats = {g: _within(reader.beats(song_id, g), start, end) for g in beat_groups(reader, groups)}
+    lines = next(iter(beats.values()), np.zeros(0))
     fig, axes = plt.subplots(len(groups), 1, sharex=True, squeeze=False, figsize=(11, 2.4 * len(groups) + 0.8),
                              constrained_layout=True)
     for ax, (group, da) in zip(axes[:, 0], arrays.items()):
         kind = plot_kind(reader, group, da)
         {"activation": _activation, "pitch": _pitch, "embedding": _embedding}[kind](ax, da)
+        if lines.size:
+            ax.vlines(lines, 0, 1, transform=ax.get_xaxis_transform(), lw=0.5, color="0.4", alpha=0.6, zorder=0)
+        if group in beats:
+            _mark_beats(ax, da, beats[group])
         ax.set_title(f"{group}", loc="left", fontsize=10)
     axes[-1, 0].set_xlabel("time (s)")
     attrs = decode_attrs(next(iter(arrays.values())).attrs)
@@ -88,16 +103,28 @@ def plot_song(reader: StoreReader, song_id: str, models: Sequence[str] | None = 
     return fig
 
 
-def _activation(ax: Any, da: Any) -> None:
-    from scipy.signal import find_peaks
+def _within(times: np.ndarray, start: float | None, end: float | None) -> np.ndarray:
+    """The times in ``[start, end)`` (None: open on that side)."""
+    keep = np.ones(times.shape, bool)
+    if start is not None:
+        keep &= times >= start
+    if end is not None:
+        keep &= times < end
+    return times[keep]
 
+
+def _mark_beats(ax: Any, da: Any, beats: np.ndarray) -> None:
+    """The beats on an activation's panel, at the activation's height there."""
+    t, y = da["time"].values, da.values.reshape(da.sizes["time"], -1)[:, 0]
+    ax.plot(beats, np.interp(beats, t, y) if t.size else np.zeros_like(beats), "v", ms=5, color="tab:red",
+            label=f"{beats.size} beats")
+    ax.legend(loc="upper right", fontsize=8)
+
+
+def _activation(ax: Any, da: Any) -> None:
     t, y = da["time"].values, da.values if da.ndim == 1 else da.values.reshape(da.sizes["time"], -1)[:, 0]
     ax.plot(t, y, lw=0.8, color="tab:blue")
-    hop = float(da.attrs.get("hop_s", 0.01))
-    peaks, _ = find_peaks(y, height=max(0.1, 0.3 * float(np.nanmax(y)) if y.size else 0.1), distance=max(1, int(0.1 / hop)))
-    ax.plot(t[peaks], y[peaks], "o", ms=4, color="tab:red", label=f"{len(peaks)} peaks")
     ax.set_ylabel("activation")
-    ax.legend(loc="upper right", fontsize=8)
 
 
 def _pitch(ax: Any, da: Any) -> None:
@@ -131,11 +158,12 @@ def _embedding(ax: Any, da: Any) -> None:
     ax.set_ylabel("feature (z)")
 
 
-def describe_song(reader: StoreReader, song_id: str, models: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """Per model: frames, rate, duration, value ranges and fingerprint of one song (``fstore show``)."""
+def describe_song(reader: StoreReader, song_id: str, models: str | Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Per model: frames, rate, duration, value ranges and fingerprint of one song (``fstore show``), and for a
+    beat activation the beats madmom's DBN finds in it and the tempo they give."""
     rows = []
-    for group in models or reader.models():
-        if song_id not in reader.songs(group):
+    for group in as_names(models) or reader.models():
+        if not reader.has(song_id, group):
             continue
         da = reader.load(song_id, group)
         attrs = decode_attrs(da.attrs)
@@ -151,6 +179,11 @@ def describe_song(reader: StoreReader, song_id: str, models: Sequence[str] | Non
             row["per_feature"] = {str(f): {"min": float(np.nanmin(da.sel(feature=f).values)),
                                            "max": float(np.nanmax(da.sel(feature=f).values))}
                                   for f in da["feature"].values}
+        if beat_groups(reader, [group]):
+            from .beats import tempo_bpm
+
+            beats = reader.beats(song_id, group)
+            row.update(beats=int(beats.size), tempo_bpm=tempo_bpm(beats))
         rows.append(row)
     if not rows:
         raise KeyError(f"song {song_id!r} has no complete features in {reader.url}")
@@ -168,5 +201,8 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
             lines.append(f"  {name}: {rng['min']:.4g} .. {rng['max']:.4g}")
         if not r.get("per_feature"):
             lines.append(f"  values {r['min']:.4g} .. {r['max']:.4g}, mean {r['mean']:.4g}")
+        if "beats" in r:
+            lines.append(f"  tempo {r['tempo_bpm']:.1f} BPM from {r['beats']} beats" if r["tempo_bpm"] is not None
+                         else "  tempo: no beats found")
         lines.append(f"  fingerprint {str(r['fingerprint'])[:16]}…  source {(r['source'] or {}).get('path')}")
     return "\n".join(lines)

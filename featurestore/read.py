@@ -20,20 +20,27 @@ are; every other value (the ``source`` dict, lists, booleans, None) is JSON text
 
 from __future__ import annotations
 
+import json
+import math
 import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from .clock import TimeAxis, nearest_frames
+from .errors import CorruptArray, DamagedSongsWarning, SkippedSongsWarning, SongRewritten, StoreError
 from .layers import LayerChoice, Layers, Reduce, group_choices, stored_layers
 from .store import ReadBackend, StoredArray, open_backend
+from .store.backend import COMPLETE, DAMAGED, INCOMPLETE, songs_and_damage
 from .store.attributes import decode as decode_attrs, encode as encode_attrs
 
 ALIGN_METHODS = ("nearest", "linear")
 POOL_STATS = ("mean", "std", "min", "max")
 
-__all__ = ["ALIGN_METHODS", "POOL_STATS", "StoreReader", "decode_attrs", "encode_attrs", "frame_range", "open_store"]
+__all__ = ["ALIGN_METHODS", "POOL_STATS", "StoreReader", "as_names", "check_time_range", "decode_attrs", "encode_attrs",
+           "frame_range", "open_store"]
 
 
 def open_store(url: str | os.PathLike[str] = "features.zarr",
@@ -41,6 +48,25 @@ def open_store(url: str | os.PathLike[str] = "features.zarr",
     """Open a store for reading: a Zarr store (local path or fsspec URL such as ``s3://bucket/features.zarr``),
     or an HDF5 file written by ``fstore export-hdf5``, told apart by their content; the same API for both."""
     return StoreReader(open_backend(url, storage_options))
+
+
+def check_time_range(start: float | None, end: float | None) -> None:
+    """Refuse a time range that can only be a mistake, with a ValueError that names it: a bound that is NaN
+    or negative (times are seconds from the song's start: ``end=-1`` is not "to the end", which is
+    ``None``), or ``start`` after ``end``. A range beyond the song's end is valid and holds no frame."""
+    for name, value in (("start", start), ("end", end)):
+        if value is not None and (math.isnan(value) or value < 0):
+            raise ValueError(f"time range [{start}, {end}): {name} must be seconds from the song's start, "
+                             "0 or more (None: from the start / to the end)")
+    if start is not None and end is not None and start > end:
+        raise ValueError(f"time range [{start}, {end}): start is after end")
+
+
+def as_names(names: str | Sequence[str] | None) -> list[str] | None:
+    """A list of names from one name or several (``models="madmom"`` is one model, not six letters)."""
+    if names is None:
+        return None
+    return [names] if isinstance(names, str) else list(names)
 
 
 def frame_range(attrs: Mapping[str, Any], n_frames: int, start: float | None, end: float | None) -> slice:
@@ -75,6 +101,21 @@ class StoreReader:
         """Models with at least a group in the store."""
         return self.backend.models()
 
+    def _listed_array(self, model: str, song_id: str, explicit: bool) -> StoredArray:
+        """The array of a song a collection reads: a song asked for by name that is not there is a KeyError,
+        one listed a moment ago and incomplete now is being rewritten by another run."""
+        arr = self.backend.array(model, song_id)
+        if arr is None:
+            if explicit:
+                raise KeyError(f"no complete {model!r} features for song {song_id!r} in {self.url}")
+            raise SongRewritten(self.url, model, song_id)
+        return arr
+
+    def has(self, song_id: str, model: str) -> bool:
+        """Whether ``model`` holds an array for ``song_id`` that a read should give: a complete one, or a damaged
+        one (reading it raises :class:`~featurestore.errors.CorruptArray`, naming the damage)."""
+        return self.backend.states(model).get(song_id) in (COMPLETE, DAMAGED)
+
     def songs(self, model: str | None = None) -> list[str]:
         """Song ids with a complete array for ``model`` (or for any model when None)."""
         if model is not None:
@@ -97,9 +138,10 @@ class StoreReader:
         feature names where the model has them (CREPE: frequency, confidence), ``layer`` the
         layer indices. Attributes are the array's (time axis, source, fingerprint, ...), encoded
         as :func:`encode_attrs` says. ``start``/``end`` (seconds) keep the frames whose centres
-        lie in ``[start, end)`` and read only the chunks holding them. ``lazy=True`` returns a
-        dask-backed array that reads on ``.compute()``. Values come as float32 (also from a
-        float16 store).
+        lie in ``[start, end)`` and read only the chunks holding them; a range beyond the song's end
+        gives an empty array, while a NaN or negative bound, or ``start > end``, is a ValueError
+        (:func:`check_time_range`). ``lazy=True`` returns a dask-backed array that reads on
+        ``.compute()``. Values come as float32 (also from a float16 store).
 
         ``layers``/``reduce`` choose and mix the hidden states of a group stored with layers
         (:mod:`featurestore.layers`): ``layers=[6, 8]`` keeps those indices as the ``layer`` dim,
@@ -110,15 +152,12 @@ class StoreReader:
 
         Raises KeyError when (song, model) has no complete array.
         """
-        arr = self._array(song_id, model)
-        frames = frame_range(arr.attrs, arr.shape[arr.dims.index("time")], start, end)
-        return self._read(arr, model, frames, lazy, self._layer_choice(model, arr.attrs, layers, reduce))
-
-    def _array(self, song_id: str, model: str) -> StoredArray:
+        check_time_range(start, end)
         arr = self.backend.array(model, song_id)
         if arr is None:
             raise KeyError(f"no complete {model!r} features for song {song_id!r} in {self.url}")
-        return arr
+        frames = frame_range(arr.attrs, arr.shape[arr.dims.index("time")], start, end)
+        return self._read(arr, model, frames, lazy, self._layer_choice(model, arr.attrs, layers, reduce))
 
     def _stored_layers(self, model: str, attrs: Mapping[str, Any]) -> list[int] | None:
         """The hidden states ``model``'s arrays hold: from an array's attributes when they have a ``layer``
@@ -158,7 +197,7 @@ class StoreReader:
         attrs.pop("complete", None)
         return xr.DataArray(data, dims=dims, coords=coords, name=model, attrs=encode_attrs(attrs))
 
-    def load_song(self, song_id: str, models: Sequence[str] | None = None, align: str | None = None,
+    def load_song(self, song_id: str, models: str | Sequence[str] | None = None, align: str | None = None,
                   method: str = "nearest", lazy: bool = False, start: float | None = None,
                   end: float | None = None, sync: str | float | Sequence[float] | None = None,
                   stat: str = "mean", beats_from: str = "madmom", layers: Layers | Mapping[str, Layers] = None,
@@ -206,9 +245,10 @@ class StoreReader:
             raise ValueError(f"method must be one of {ALIGN_METHODS}, not {method!r}")
         if sync is not None and (align is not None or lazy or start is not None or end is not None):
             raise ValueError("sync summarises whole songs: it takes no align, lazy, start or end")
-        models = list(models) if models is not None else self.models()
+        models = as_names(models) if models is not None else self.models()
         if align is not None and align not in models:
             models.append(align)
+        check_time_range(start, end)
         found = {model: arr for model in models if (arr := self.backend.array(model, song_id)) is not None}
         choices = group_choices({m: self._stored_layers(m, arr.attrs) for m, arr in found.items()}, layers, reduce) \
             if found and (layers is not None or reduce is not None) else {}
@@ -282,10 +322,11 @@ class StoreReader:
         out: dict[str, Any] = {"url": self.url, "models": {}, "failures": len(failures)}
         for model in self.models():
             attrs = self.model_attrs(model)
-            complete = list(self.backend.song_states(model).values())
+            states = list(self.backend.states(model).values())
             out["models"][model] = {
-                "songs": sum(complete),
-                "incomplete": len(complete) - sum(complete),
+                "songs": states.count(COMPLETE),
+                "incomplete": states.count(INCOMPLETE),
+                "damaged": states.count(DAMAGED),
                 "failed": sum(f["model"] == model for f in failures),
                 "frame_rate_hz": attrs.get("frame_rate_hz"),
                 "hop_s": attrs.get("hop_s"),
@@ -298,46 +339,53 @@ class StoreReader:
             }
         return out
 
-    def pooled(self, model: str, stat: str = "mean", songs: Sequence[str] | None = None, layers: Layers = None,
+    def pooled(self, model: str, stat: str = "mean", songs: str | Sequence[str] | None = None, layers: Layers = None,
                reduce: Reduce = None):
         """One vector per song: ``stat`` (mean, std, min or max) over each song's time axis.
 
         Returns an ``xr.DataArray`` with dims ``("song", ...)``: the stored dims without
         ``time`` (MERT with several layers keeps ``layer``), float32, a ``song`` coordinate
-        and ``n_frames`` per song. Computed out of core with dask, chunk by chunk: memory
-        holds a few chunks (4 MiB each) and the result, however large the store.
+        and ``n_frames`` per song. Each song is reduced one time chunk at a time, in float64
+        (several songs at once in threads): memory holds a few chunks (4 MiB each) and the result,
+        however large the store. A damaged song is left out, named in a
+        :class:`~featurestore.errors.DamagedSongsWarning` and in the ``damaged_songs`` attribute.
 
         ``layers``/``reduce`` choose and mix hidden states as :meth:`load` does, before the
         statistic: each song's vector is ``stat`` over time of ``load(song, model, layers=...,
         reduce=...)``.
         """
-        import dask
-        import dask.array as da
         import xarray as xr
 
         if stat not in POOL_STATS:
             raise ValueError(f"stat must be one of {POOL_STATS}, not {stat!r}")
-        songs = list(songs) if songs is not None else self.songs(model)
-        if not songs:
+        explicit = songs is not None
+        songs, listed_damage = (as_names(songs), []) if explicit else songs_and_damage(self.backend, model)
+        if not songs and not listed_damage:
             raise KeyError(f"no complete {model!r} songs in {self.url}")
-        head = self._array(songs[0], model)
-        choice = self._layer_choice(model, head.attrs, layers, reduce)
-        first = self._read(head, model, slice(None), True, choice)
-        lazies, lengths = [], []
-        for song in songs:
-            arr = self._array(song, model)
-            x, dims = da.from_array(arr, chunks=arr.chunks).astype(np.float32), arr.dims
-            if choice is not None:
-                x, dims = choice.apply(x, dims)
-            lazies.append(getattr(da, stat)(x.astype(np.float64), axis=dims.index("time")).astype(np.float32))
-            lengths.append(arr.shape[arr.dims.index("time")])
-        values = np.stack(dask.compute(*lazies))
+
+        def one(song: str) -> tuple[np.ndarray, int] | StoreError:
+            try:
+                arr = self._listed_array(model, song, explicit)
+                choice = self._layer_choice(model, arr.attrs, layers, reduce)
+                return _pool(arr, stat, choice), arr.shape[arr.dims.index("time")]
+            except (CorruptArray, SongRewritten) as e:
+                return e
+
+        with ThreadPoolExecutor(POOL_THREADS) as pool:
+            done = dict(zip(songs, pool.map(one, songs)))
+        kept = [s for s in songs if not isinstance(done[s], StoreError)]
+        left_out = _left_out(model, listed_damage + [done[s] for s in songs if isinstance(done[s], StoreError)])
+        if not kept:
+            raise KeyError(f"no readable {model!r} songs in {self.url} ({left_out})")
+        first = self.load(kept[0], model, start=0.0, end=0.0, layers=layers, reduce=reduce)  # coords and attrs, no frame
         dims = ("song",) + tuple(d for d in first.dims if d != "time")
         coords = {d: first.coords[d].values for d in dims[1:] if d in first.coords}
-        coords.update(song=songs, n_frames=("song", np.asarray(lengths)))
+        coords.update(song=kept, n_frames=("song", np.asarray([done[s][1] for s in kept])))
         attrs = {k: first.attrs[k] for k in ("model", "hop_s", "frame_rate_hz", "fingerprint", "layers", "layer_weights")
                  if k in first.attrs}
-        return xr.DataArray(values, dims=dims, coords=coords, name=f"{model}_{stat}", attrs={**attrs, "stat": stat})
+        attrs.update(stat=stat, **left_out)
+        values = np.stack([done[s][0] for s in kept]).astype(np.float32)
+        return xr.DataArray(values, dims=dims, coords=coords, name=f"{model}_{stat}", attrs=attrs)
 
     def similar(self, song_id: str, group: str, k: int = 10, stat: str = "mean", layer: int | None = None,
                 exclude_self: bool = True):
@@ -349,7 +397,8 @@ class StoreReader:
 
         return similar(self, song_id, group, k=k, stat=stat, layer=layer, exclude_self=exclude_self)
 
-    def stack(self, model: str, songs: Sequence[str] | None = None, layers: Layers = None, reduce: Reduce = None):
+    def stack(self, model: str, songs: str | Sequence[str] | None = None, layers: Layers = None,
+              reduce: Reduce = None):
         """Every song of ``model`` in one padded array, for training code.
 
         Returns an ``xr.DataArray`` with dims ``("song", "time", ...)`` (the stored non-time dims
@@ -360,10 +409,21 @@ class StoreReader:
         """
         import xarray as xr
 
-        songs = list(songs) if songs is not None else self.songs(model)
-        if not songs:
+        explicit = songs is not None
+        songs, skipped = (as_names(songs), []) if explicit else songs_and_damage(self.backend, model)
+        if not songs and not skipped:
             raise KeyError(f"no complete {model!r} songs in {self.url}")
-        arrays = [self.load(s, model, layers=layers, reduce=reduce).transpose("time", ...) for s in songs]
+        loaded = {}
+        for song in songs:
+            try:
+                self._listed_array(model, song, explicit)
+                loaded[song] = self.load(song, model, layers=layers, reduce=reduce).transpose("time", ...)
+            except (CorruptArray, SongRewritten) as e:
+                skipped.append(e)
+        left_out = _left_out(model, skipped)
+        songs, arrays = list(loaded), list(loaded.values())
+        if not arrays:
+            raise KeyError(f"no readable {model!r} songs in {self.url} ({left_out})")
         longest = max(a.sizes["time"] for a in arrays)
         out = np.full((len(arrays), longest) + arrays[0].shape[1:], np.nan, dtype=np.float32)
         for i, a in enumerate(arrays):
@@ -373,9 +433,9 @@ class StoreReader:
         coords = {d: arrays[0].coords[d].values for d in dims[2:] if d in arrays[0].coords}
         coords.update(song=songs, time=("time", axis.times(longest), {"units": "s"}),
                       length=("song", np.asarray([a.sizes["time"] for a in arrays])))
-        return xr.DataArray(out, dims=dims, coords=coords, name=model,
-                            attrs={k: arrays[0].attrs[k] for k in ("model", "hop_s", "t0_s", "frame_rate_hz", "layers", "layer_weights")
-                                   if k in arrays[0].attrs})
+        attrs = {k: arrays[0].attrs[k] for k in ("model", "hop_s", "t0_s", "frame_rate_hz", "layers", "layer_weights")
+                 if k in arrays[0].attrs}
+        return xr.DataArray(out, dims=dims, coords=coords, name=model, attrs={**attrs, **left_out})
 
 
 def _align(da_, target, method: str):
@@ -387,3 +447,50 @@ def _align(da_, target, method: str):
     frames = nearest_frames(da_["time"].values, target.values, float(da_.attrs.get("hop_s", 0.0)))
     found = xr.DataArray(frames >= 0, dims="time", coords={"time": target})
     return da_.isel(time=np.maximum(frames, 0)).assign_coords(time=target).where(found)
+
+
+#: songs reduced at once by :meth:`StoreReader.pooled` (reads and decompression release the GIL)
+POOL_THREADS = 8
+
+
+def _pool(arr: Any, stat: str, choice: LayerChoice | None = None) -> np.ndarray:
+    """``stat`` over the time axis of a stored array (its layer ``choice`` applied to each chunk first), read one
+    time chunk at a time, in float64."""
+    step = arr.chunks[arr.dims.index("time")]
+
+    def chunk(start: int) -> tuple[np.ndarray, int]:
+        """Frames ``start .. start + step - 1`` (the choice applied) in float64, and where their time axis is."""
+        block, dims = arr[tuple(slice(start, start + step) if d == "time" else slice(None) for d in arr.dims)], arr.dims
+        if choice is not None:
+            block, dims = choice.apply(block.astype(np.float32), dims)
+        return block.astype(np.float64), dims.index("time")
+
+    n = arr.shape[arr.dims.index("time")]
+    count, mean, m2, low, high = 0, 0.0, 0.0, None, None
+    for start in range(0, n, step):
+        block, axis = chunk(start)
+        if stat in ("mean", "std"):  # Chan et al.'s pairwise update: stable for long songs
+            k, block_mean = block.shape[axis], block.mean(axis=axis)
+            delta = block_mean - mean
+            total = count + k
+            m2 = m2 + ((block - np.expand_dims(block_mean, axis)) ** 2).sum(axis=axis) + delta**2 * count * k / total
+            mean, count = mean + delta * k / total, total
+        else:
+            low = block.min(axis=axis) if low is None else np.minimum(low, block.min(axis=axis))
+            high = block.max(axis=axis) if high is None else np.maximum(high, block.max(axis=axis))
+    if n == 0:
+        empty, axis = chunk(0)
+        return np.full(tuple(s for i, s in enumerate(empty.shape) if i != axis), np.nan)
+    return {"mean": lambda: mean, "std": lambda: np.sqrt(m2 / count), "min": lambda: low, "max": lambda: high}[stat]()
+
+
+def _left_out(model: str, skipped: Sequence[StoreError]) -> dict[str, str]:
+    """Name the songs a collection left out in a warning (damaged ones, or ones another run rewrote while they
+    were read), and as attributes of the result (``damaged_songs``, ``rewritten_songs``: JSON lists)."""
+    damaged = [e.song_id for e in skipped if isinstance(e, CorruptArray)]
+    rewritten = [e.song_id for e in skipped if isinstance(e, SongRewritten)]
+    if skipped:
+        warnings.warn(f"{model}: {len(skipped)} song(s) left out: " + "; ".join(str(e) for e in skipped),
+                      DamagedSongsWarning if damaged else SkippedSongsWarning, stacklevel=3)
+    return {**({"damaged_songs": json.dumps(damaged)} if damaged else {}),
+            **({"rewritten_songs": json.dumps(rewritten)} if rewritten else {})}

@@ -1,24 +1,25 @@
-"""Check a store: JSON Schemas, completeness, shapes against each model's time formula,
-NaN/inf, fingerprints, and nodes that do not belong.
+"""Check a store: JSON Schemas, completeness, every chunk decoded against its checksum, shapes against
+each model's time formula, NaN/inf, fingerprints, and nodes that do not belong.
 
-``fix=True`` removes incomplete arrays only (they are never results); everything else is
-reported, not changed.
+``fix=True`` removes incomplete and damaged arrays (they are never results; a damaged one is recorded as a
+failure, so the next run recomputes it), except those a live run holds; everything else is reported, not
+changed.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
-from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
-from .errors import FstoreError
+from .errors import CorruptArray, FstoreError
+from .recorded import extractor_for, with_local_weights
 from .store import FAILURES, FeatureStore
+from .store.backend import COMPLETE, DAMAGED, INCOMPLETE
 
 SCHEMAS = ("root", "time", "group", "array", "failure")
 
@@ -43,7 +44,7 @@ def schema_errors(kind: str, attrs: Any) -> list[str]:
 
 @dataclass(frozen=True)
 class Problem:
-    kind: str  # schema | incomplete | shape | nonfinite | stale | orphan
+    kind: str  # schema | incomplete | corrupt | shape | nonfinite | stale | orphan
     where: str
     message: str
 
@@ -54,51 +55,11 @@ class Report:
     problems: list[Problem] = field(default_factory=list)
     fixed: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what could not be checked here, and why
+    in_progress: list[str] = field(default_factory=list)  # arrays a live run holds: left as they are
 
     @property
     def ok(self) -> bool:
         return all(p.kind == "incomplete" and p.where in self.fixed for p in self.problems)
-
-
-def _extractor_for(model_attrs: dict[str, Any]):
-    """The extractor (unloaded) that the group's config describes, or None if it is not installed here."""
-    from .extractors import registry
-
-    try:
-        return registry.get(model_attrs["model"])(**(model_attrs.get("config") or {}))
-    except (KeyError, ImportError, TypeError, ValueError):  # not installed here, or options it no longer takes
-        return None
-
-
-def _is_local(source: Any) -> bool:
-    """Whether a recorded weights source is a file or folder (a user's ``--openl3-weights PATH``), not a
-    download URL or package: an absolute path, or any path that exists here."""
-    return isinstance(source, str) and (Path(source).is_absolute() or Path(source).exists())
-
-
-def _with_local_weights(ext, model_attrs: dict[str, Any]):
-    """``ext`` rebuilt with the local weights the group was computed with, when it was (the path options
-    are not fingerprinted, so the group's config alone would pick the official or cached weights).
-
-    Returns (extractor or None, why the weights cannot be checked or None)."""
-    local = sorted({w["source"] for w in model_attrs.get("weights") or [] if _is_local(w.get("source"))})
-    if ext is None or not local:
-        return ext, None
-    paths = [f.name for f in dataclasses.fields(ext.config) if not f.metadata.get("fingerprint", True)]
-    if len(local) != 1 or len(paths) != 1:
-        return None, f"computed with local weights {', '.join(local)}, which no single option of the extractor names"
-    if not Path(local[0]).exists():
-        return None, f"computed with local weights {local[0]}, which are not here: the fingerprint cannot be checked"
-    try:
-        rebuilt = type(ext)(dataclasses.replace(ext.config, **{paths[0]: local[0]}))
-        digests = [w.sha256 for w in rebuilt.weights()]
-    except FstoreError as e:
-        return None, f"computed with local weights {local[0]}, which cannot be read now ({e})"
-    if digests != [w.get("sha256") for w in model_attrs.get("weights") or []]:
-        return None, (f"computed with local weights {local[0]}, which have changed since (sha256 "
-                      f"{digests[0][:12]}, recorded {str(model_attrs['weights'][0].get('sha256'))[:12]}): "
-                      "the fingerprint cannot be checked")
-    return rebuilt, None
 
 
 def _current_fingerprint(ext) -> str | None:
@@ -109,12 +70,21 @@ def _current_fingerprint(ext) -> str | None:
         return None
 
 
-def validate_store(store: FeatureStore, fix: bool = False) -> Report:
+def validate_store(store: FeatureStore, fix: bool = False, quick: bool = False) -> Report:
+    """Check every array of ``store``, and with ``fix`` remove the incomplete and damaged ones.
+
+    Every chunk of every complete array is read and decoded (``quick``: metadata only), chunk by chunk
+    along time, so memory holds one chunk; damage (a missing chunk, a checksum mismatch, bytes that do
+    not decode, unreadable metadata, a shape that disagrees with the stored chunks) is a ``corrupt``
+    problem naming its cause, and the check goes on with the next array. ``fix`` leaves alone every song
+    a live run holds a lease on (reported in ``in_progress``): its array may be being written.
+    """
     report = Report()
 
     def problem(kind: str, where: str, message: str) -> None:
         report.problems.append(Problem(kind, where, message))
 
+    live = {lease["song_id"] for lease in store.leases.held() if not lease["stale"]}
     for msg in schema_errors("root", store.root_attrs()):
         problem("schema", "/", msg)
     for name in store.unexpected_nodes():
@@ -123,41 +93,87 @@ def validate_store(store: FeatureStore, fix: bool = False) -> Report:
         group_attrs = store.model_attrs(model)
         for msg in schema_errors("group", group_attrs):
             problem("schema", model, msg)
-        ext = _extractor_for(group_attrs)
-        checked, why_not = _with_local_weights(ext, group_attrs)
+        ext = extractor_for(group_attrs)
+        checked, why_not = with_local_weights(ext, group_attrs)
         if why_not is not None:
-            report.notes.append(f"{model}: {why_not}")
+            report.notes.append(f"{model}: {why_not}: the fingerprint cannot be checked")
         current = _current_fingerprint(checked) if checked is not None else None
         if current is not None and current != group_attrs.get("fingerprint"):
             problem("stale", model, "the installed extractor (code or weights) now computes something else; "
                     "re-run with --overwrite to recompute the group")
-        for song in store.songs(model, complete_only=False):
+        causes = store.damaged(model)
+        for song, state in sorted(store.states(model).items()):
             where = f"{model}/{song}"
             report.checked += 1
-            arr = store.array(model, song, complete_only=False)
-            if arr is None:
-                problem("incomplete", where, "metadata unreadable (interrupted write)")
+            if song in live and state != COMPLETE:
+                report.in_progress.append(where)  # a live run is writing it
                 continue
-            attrs = arr.attrs
-            if attrs.get("complete") is not True:
-                problem("incomplete", where, "not marked complete (interrupted write); the next run redoes it")
-                if fix:
-                    store.remove(model, song)
-                    report.fixed.append(where)
+            if state == INCOMPLETE:
+                found = Problem("incomplete", where, "not marked complete (interrupted write); the next run redoes it")
+            elif state == DAMAGED:
+                found = Problem("corrupt", where, causes.get(song, "unreadable metadata"))
+            else:
+                found = _check_array(store, model, song, group_attrs, ext, quick, problem)
+            if found is None:
                 continue
-            for msg in schema_errors("array", attrs):
-                problem("schema", where, msg)
-            if list(attrs.get("dims", [])) != list(arr.dimension_names or []):
-                problem("schema", where, f"dims {attrs.get('dims')} differ from dimension_names {arr.dimension_names}")
-            same_config = attrs.get("fingerprint") == group_attrs.get("fingerprint")
-            expected = ext.output_shape(attrs.get("n_samples", 0)) if ext is not None and same_config else None
-            if expected is not None and tuple(arr.shape) != expected:
-                problem("shape", where, f"shape {arr.shape}, the {model} time formula gives {expected} for {attrs.get('n_samples')} samples")
-            if not np.isfinite(arr[...]).all():
-                problem("nonfinite", where, "contains NaN or infinite values")
-            if attrs.get("fingerprint") != group_attrs.get("fingerprint"):
-                problem("stale", where, "computed with other weights/options than the group's; re-run with --overwrite to recompute the group")
+            report.problems.append(found)
+            if fix and song in live:
+                report.in_progress.append(where)
+            elif fix:
+                _remove(store, model, song, found)
+                report.fixed.append(where)
     for failure in store.failures():
         for msg in schema_errors("failure", failure):
             problem("schema", f"{FAILURES}/{failure.get('model')}/{failure.get('song_id')}", msg)
     return report
+
+
+def _check_array(store: FeatureStore, model: str, song: str, group_attrs: dict[str, Any], ext: Any, quick: bool,
+                 problem: Any) -> Problem | None:
+    """The checks of one complete array: what is wrong but leaves the array usable goes to ``problem``;
+    damage found while reading it is returned, as the ``corrupt`` problem that ``--fix`` acts on."""
+    where = f"{model}/{song}"
+    try:
+        arr = store.array(model, song, complete_only=False)
+        attrs = arr.attrs
+        for msg in schema_errors("array", attrs):
+            problem("schema", where, msg)
+        if list(attrs.get("dims", [])) != list(arr.dimension_names or []):
+            problem("schema", where, f"dims {attrs.get('dims')} differ from dimension_names {arr.dimension_names}")
+        same_config = attrs.get("fingerprint") == group_attrs.get("fingerprint")
+        expected = ext.output_shape(attrs.get("n_samples", 0)) if ext is not None and same_config else None
+        if expected is not None and tuple(arr.shape) != expected:
+            problem("shape", where, f"shape {arr.shape}, the {model} time formula gives {expected} for "
+                                    f"{attrs.get('n_samples')} samples")
+        if not same_config:
+            problem("stale", where, "computed with other weights/options than the group's; re-run with --overwrite "
+                                    "to recompute the group")
+        if quick:
+            return None
+        extra = store.chunks_beyond_shape(model, song)
+        if extra:
+            raise CorruptArray(store.url, model, song, "shape mismatch", extra[0],
+                               f"{len(extra)} chunks lie beyond the shape {arr.shape} its metadata gives")
+        finite = all([np.isfinite(block).all() for block in _blocks(arr)])  # every chunk read, even after a NaN
+        if not finite:
+            problem("nonfinite", where, "contains NaN or infinite values")
+    except CorruptArray as e:
+        return Problem("corrupt", where, e.what)
+    return None
+
+
+def _blocks(arr: Any) -> Iterator[np.ndarray]:
+    """The array's values one time chunk at a time (every chunk is read and decoded; memory holds one)."""
+    axis = list(arr.dims).index("time")
+    step = arr.chunks[axis]
+    for start in range(0, max(arr.shape[axis], 1), step):
+        yield arr[tuple(slice(start, start + step) if i == axis else slice(None) for i in range(arr.ndim))]
+
+
+def _remove(store: FeatureStore, model: str, song: str, found: Problem) -> None:
+    """Remove an incomplete or damaged array; a damaged one is recorded as a failure, so ``fstore info`` shows
+    it and ``fstore extract`` (or ``--retry-failed``) recomputes it."""
+    store.remove(model, song)
+    if found.kind == "corrupt":
+        store.record_failure(model, song, f"damaged ({found.message}); removed by fstore validate --fix",
+                             "CorruptArray", None)

@@ -26,7 +26,7 @@ READ_TIMEOUT_S = 60.0
 #: further attempts after a failed or corrupt download (pooch waits 1 s, 2 s, ... between them)
 DOWNLOAD_RETRIES = 3
 
-_sha_memo: dict[tuple[str, int, int], str] = {}
+_sha_memo: dict[tuple[str, int, int, int, int], str] = {}
 
 
 def cache_dir() -> Path:
@@ -51,9 +51,11 @@ def local_path(chosen: str | None) -> Path | None:
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
-    """sha256 hex digest of a file, remembered per (path, size, mtime) within the process."""
+    """sha256 hex digest of a file, remembered within the process per (path, size, mtime, ctime, inode):
+    the ctime moves on every write and cannot be set back, so a file rewritten with its size and mtime
+    restored is hashed again (``--hash-sources`` relies on it)."""
     st = os.stat(path)
-    key = (os.fspath(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    key = (os.fspath(Path(path).resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
     if key not in _sha_memo:
         h = hashlib.sha256()
         with open(path, "rb") as f:

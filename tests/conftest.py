@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+# the conformance suites' asserts say what differed, as the tests' own do
+pytest.register_assert_rewrite("featurestore.testing")
+
 #: the project's shared folder (parity fixtures), beside the checkout; FSTORE_SHARED overrides
 SHARED = Path(os.environ.get("FSTORE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 HAS_SHARED = (SHARED / "parity").is_dir()

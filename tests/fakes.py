@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 import time
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Sequence
+
+from pathlib import Path
 
 import numpy as np
 
@@ -75,6 +78,57 @@ class Unobtainable(FakeFrames):
                                  how="pass --unobtainable-weights PATH")
 
 
+@dataclass(frozen=True)
+class WeightedConfig(FakeConfig):
+    weights_path: str | None = option(None, "A local weights file: text holding the factor applied to the output "
+                                      "(its sha256 is fingerprinted, not the path).", parse=str, fingerprint=False)
+
+
+class WeightedFrames(FakeFrames):
+    """The same scaled by a factor read from a local weights file, as OpenL3 with ``--openl3-weights PATH``:
+    a group computed with weights that may later be gone or changed."""
+
+    name: ClassVar[str] = "weighted"
+    Config: ClassVar[type[ExtractorConfig]] = WeightedConfig
+
+    @classmethod
+    def weights_info(cls, config=None) -> WeightsInfo:
+        chosen = getattr(config, "weights_path", None)
+        return WeightsInfo("a local factor file", bool(chosen) and Path(chosen).is_file(), chosen,
+                           how_to_provide="-o weighted.weights_path=PATH")
+
+    def _resolve_weights(self) -> tuple[WeightFile, ...]:
+        from featurestore.errors import WeightsUnavailable
+        from featurestore.weights import sha256_file
+
+        path = self.config.weights_path
+        if not path or not Path(path).is_file():
+            raise WeightsUnavailable(self.name, f"{path or 'no weights_path'}: no such file",
+                                     how="-o weighted.weights_path=PATH")
+        return (WeightFile(Path(path), sha256_file(path), path),)
+
+    def _load(self, device: str) -> None:
+        self._factor = float(self.weights()[0].path.read_text())
+
+    def _extract(self, wave: np.ndarray) -> np.ndarray:
+        return (self._factor * super()._extract(wave)).astype(np.float32)
+
+
+#: the module :class:`InterruptedLoad` imports when it loads
+INTERRUPTED_IMPORT_ENV = "FSTORE_TEST_INTERRUPTED_IMPORT"
+
+
+class InterruptedLoad(FakeFrames):
+    """A model whose load imports the module named by $FSTORE_TEST_INTERRUPTED_IMPORT, as torch models import
+    torch: a test makes that import raise KeyboardInterrupt, or the ImportError an interrupted import can
+    leave ("initialization failed"), to stand for Ctrl-C while the models load."""
+
+    name: ClassVar[str] = "interrupted"
+
+    def _load(self, device: str) -> None:
+        importlib.import_module(os.environ[INTERRUPTED_IMPORT_ENV])
+
+
 #: where :class:`Counted` extractors log each computed song, and how long each computation takes (seconds)
 COMPUTE_LOG_ENV, COMPUTE_S_ENV = "FSTORE_TEST_COMPUTE_LOG", "FSTORE_TEST_COMPUTE_S"
 #: a file a counted computation waits for, once logged, before it returns: a test holds a run inside its first
@@ -112,7 +166,7 @@ class CountedSlow(Counted, SlowFrames):
 
 
 FAKES = {"fake": "tests.fakes:FakeFrames", "slow": "tests.fakes:SlowFrames", "devfake": "tests.fakes:DeviceFrames",
-         "unobtainable": "tests.fakes:Unobtainable",
+         "unobtainable": "tests.fakes:Unobtainable", "weighted": "tests.fakes:WeightedFrames",
          "cfake": "tests.fakes:CountedFrames", "cslow": "tests.fakes:CountedSlow"}
 
 
@@ -123,12 +177,17 @@ RUNNER = ("import sys; from featurestore.extractors import registry; "
           "from featurestore.cli import app; sys.argv[0] = 'fstore'; app()")
 
 
-def counted_run(audio: str | os.PathLike[str], store: str, *extra: str) -> list[str]:
-    """The command line of an ``fstore extract --skip-existing`` run of the counted extractors."""
+def counted_fstore(*args: str) -> list[str]:
+    """The command line of ``fstore ARGS...`` with the counted extractors registered."""
     import sys
 
-    return [sys.executable, "-c", RUNNER, "extract", "--audio-dir", str(audio), "--store", str(store),
-            "--models", ",".join(COUNTED), "--skip-existing", *extra]
+    return [sys.executable, "-c", RUNNER, *map(str, args)]
+
+
+def counted_run(audio: str | os.PathLike[str], store: str, *extra: str, models: Sequence[str] = COUNTED) -> list[str]:
+    """The command line of an ``fstore extract --skip-existing`` run of the counted extractors (``models``)."""
+    return counted_fstore("extract", "--audio-dir", audio, "--store", store, "--models", ",".join(models),
+                          "--skip-existing", *extra)
 
 
 def counted_env(log: str | os.PathLike[str], compute_s: float, **extra: str) -> dict[str, str]:
@@ -149,14 +208,15 @@ def computes(log: str | os.PathLike[str]) -> list[tuple[str, int, str]]:
         return [(m, int(pid), digest) for m, pid, digest in (line.split() for line in f.read().splitlines())]
 
 
-def counted_contents(store: str, storage_options: dict | None = None) -> dict[tuple[str, str], tuple[np.ndarray, dict]]:
-    """(model, song) → (array, attrs without the write time) of every complete counted array; asserts that
-    no incomplete array is left."""
+def store_contents(store: str, storage_options: dict | None = None,
+                   models: Sequence[str] = COUNTED) -> dict[tuple[str, str], tuple[np.ndarray, dict]]:
+    """(model, song) → (array, attrs without the write time) of every complete array of ``models`` (the
+    counted ones by default); asserts that no incomplete array is left."""
     from featurestore.store import FeatureStore
 
     s = FeatureStore(store, storage_options=storage_options)
     out = {}
-    for model in COUNTED:
+    for model in models:
         assert s.songs(model, complete_only=False) == s.songs(model), "incomplete arrays left"
         for song in s.songs(model):
             arr = s.array(model, song)

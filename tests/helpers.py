@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import socket
+import struct
+import sys
 from contextlib import contextmanager
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import pytest
@@ -71,31 +77,6 @@ def fstore(*args: object, **kwargs: object):
 def output(result) -> str:
     """A CLI result's output with rich's line wrapping undone (messages are matched as one line)."""
     return " ".join(result.output.split())
-
-
-@contextmanager
-def moto_s3(bucket: str) -> Iterator[dict]:
-    """storage_options for a fresh ``bucket`` on a moto S3 server at 127.0.0.1 (a free port), with test
-    credentials in the environment while it runs; needs boto3 and moto[server]."""
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
-    os.environ.update(AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1")
-    try:
-        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
-        yield {"client_kwargs": {"endpoint_url": endpoint}}
-    finally:
-        server.stop()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def write_group(store, group: str, songs: dict[str, np.ndarray], dims: tuple[str, ...], axis,
@@ -219,3 +200,227 @@ def write_snapshot(folder: Path, config: dict = TINY_CONFIG, fmt: str = "bin", d
 
         save_file(state, str(folder / "model.safetensors"))
     return folder
+
+
+# -- S3: a moto server, and a proxy in front of it that injects faults ------------------------------------------
+S3_BUCKET = "fstore-test"
+
+
+@contextmanager
+def moto_s3(bucket: str = S3_BUCKET) -> Iterator[dict]:
+    """storage_options for a fresh ``bucket`` on a moto S3 server at 127.0.0.1 (random port), with test
+    credentials in the environment while it runs (worker processes and ``fstore`` subprocesses inherit them)."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
+    os.environ.update(AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1")
+    try:
+        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
+        yield {"client_kwargs": {"endpoint_url": endpoint}}
+    finally:
+        server.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@dataclass(frozen=True)
+class FaultRates:
+    """The fraction of requests a :class:`FaultProxy` answers with each fault; the others pass untouched."""
+
+    internal_error: float = 0.0  # HTTP 500 InternalError; the request never reaches the server
+    slow_down: float = 0.0  # HTTP 503 SlowDown (S3's throttling answer); never reaches the server
+    reset: float = 0.0  # forwarded (the server applies it), then the connection is reset: the answer is lost
+    delay: float = 0.0  # forwarded, then the answer is held past the client's read timeout and dropped
+
+
+#: what a FaultProxy counts: requests passed on untouched, each fault, and answers of the ``broken`` requests;
+#: FORBIDDEN (403 AccessDenied, a refusal no retry changes) is only given by a ``script``
+PASSED, INTERNAL_ERROR, SLOW_DOWN, RESET, DELAY, BROKEN = "passed", "internal_error", "slow_down", "reset", "delay", "broken"
+FORBIDDEN = "forbidden"
+_S3_ERROR = ('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}</Message>'
+             '<RequestId>fault-proxy</RequestId></Error>')
+_HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade", "expect"}
+
+
+class FaultProxy:
+    """A reverse proxy on 127.0.0.1 (random port) in front of an S3 endpoint that injects faults.
+
+    Each request's fault is drawn from its own RNG seeded by (``seed``, method, path and query, how many
+    times that same request came before), so a test sees the same faults whatever order its threads send
+    requests in, and a retry draws afresh. Requests matching ``broken`` (method, path regex) get a 500
+    every time: a write that still fails after every retry. ``script`` maps (method, path regex) to the
+    faults of the first requests matching it, in order (PASSED lets one through). ``faulty = False``
+    forwards everything untouched from then on; ``counts`` says what the proxy did. Headers go through as sent (a conditional
+    put keeps its ``If-None-Match``), but for the hop-by-hop ones; use as a context manager.
+    """
+
+    def __init__(self, upstream: str, rates: FaultRates = FaultRates(), seed: int = 0, delay_s: float = 2.0,
+                 broken: tuple[str, str] | None = None,
+                 script: Mapping[tuple[str, str], Sequence[str]] | None = None) -> None:
+        import threading
+        from collections import Counter
+        from urllib.parse import urlsplit
+
+        self.upstream = urlsplit(upstream)
+        self.rates, self.seed, self.delay_s = rates, seed, delay_s
+        self.broken = (broken[0], re.compile(broken[1])) if broken else None
+        self.script = [(method, re.compile(path), list(kinds)) for (method, path), kinds in (script or {}).items()]
+        self.faulty = True
+        self.counts: Counter[str] = Counter()
+        self._seen: Counter[tuple[str, str]] = Counter()
+        self._lock = threading.Lock()
+        self._closing = threading.Event()  # ends the held answers of delayed requests at once
+        self._server = _ProxyServer(("127.0.0.1", 0), _ProxyHandler)
+        self._server.proxy = self
+        self._thread = threading.Thread(target=self._server.serve_forever, name="fault-proxy", daemon=True)
+        host, port = self._server.server_address[:2]
+        self.endpoint = f"http://{host}:{port}"
+
+    def __enter__(self) -> FaultProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._closing.set()
+        self._server.shutdown()
+        self._server.server_close()
+
+    def hold_answer(self) -> None:
+        """Wait past the client's read timeout (``delay_s``), or until the proxy closes."""
+        self._closing.wait(self.delay_s)
+
+    def storage_options(self, **config: Any) -> dict:
+        """storage_options reaching the server through this proxy; ``config`` goes to botocore's Config."""
+        return {"client_kwargs": {"endpoint_url": self.endpoint}, **({"config_kwargs": config} if config else {})}
+
+    def choose(self, method: str, target: str) -> str:
+        """What to do with this request: PASSED or a fault (counted)."""
+        import random
+
+        with self._lock:
+            self._seen[method, target] += 1
+            n = self._seen[method, target]
+        kind, path = PASSED, target.split("?")[0]
+        scripted = [kinds for m, pattern, kinds in self.script if m == method and pattern.search(path) and kinds]
+        if self.faulty:
+            if self.broken and method == self.broken[0] and self.broken[1].search(path):
+                kind = BROKEN
+            elif scripted:
+                with self._lock:
+                    kind = scripted[0].pop(0)
+            else:
+                x = random.Random(f"{self.seed} {method} {target} {n}").random()
+                for name, rate in (
+                    (INTERNAL_ERROR, self.rates.internal_error), (SLOW_DOWN, self.rates.slow_down),
+                    (RESET, self.rates.reset), (DELAY, self.rates.delay),
+                ):
+                    if x < rate:
+                        kind = name
+                        break
+                    x -= rate
+        with self._lock:
+            self.counts[kind] += 1
+        return kind
+
+
+class _ProxyServer(ThreadingHTTPServer):
+    """The HTTP server of a :class:`FaultProxy`: a thread per client connection."""
+
+    daemon_threads = True
+    proxy: FaultProxy
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that gave up (its read timeout) and closed the connection while its answer was sent is
+        what the faults are for; anything else is a bug of the proxy, printed as usual."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
+class _ProxyHandler(BaseHTTPRequestHandler):
+    """One client connection of a :class:`FaultProxy` (HTTP/1.1, kept alive as the client asks)."""
+
+    protocol_version = "HTTP/1.1"
+    server: Any
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self._relay()
+
+    do_HEAD = do_PUT = do_POST = do_DELETE = do_GET
+
+    def _body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            parts = []
+            while (size := int(self.rfile.readline().split(b";")[0], 16)) > 0:
+                parts.append(self.rfile.read(size))
+                self.rfile.readline()
+            while self.rfile.readline() not in (b"\r\n", b"\n", b""):  # trailers
+                pass
+            return b"".join(parts)
+        return self.rfile.read(int(self.headers.get("Content-Length", 0)))
+
+    def _relay(self) -> None:
+        proxy: FaultProxy = self.server.proxy
+        body = self._body()
+        kind = proxy.choose(self.command, self.path)
+        if kind in (INTERNAL_ERROR, BROKEN):
+            return self._error(500, "InternalError", "We encountered an internal error. Please try again.")
+        if kind == SLOW_DOWN:
+            return self._error(503, "SlowDown", "Please reduce your request rate.")
+        if kind == FORBIDDEN:
+            return self._error(403, "AccessDenied", "Access Denied")
+        status, reason, headers, answer = self._forward(body)
+        if kind == RESET:  # the server has applied the request; its answer is lost
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_connection = True
+            return None
+        if kind == DELAY:  # past the client's read timeout: it has given up and retried (or will)
+            proxy.hold_answer()
+            self.close_connection = True
+            return None
+        self.send_response_only(status, reason)
+        length = str(len(answer))
+        for name, value in headers:
+            if name.lower() == "content-length":
+                length = value  # a HEAD's: the length of what a GET would return
+            elif name.lower() not in _HOP_BY_HOP:
+                self.send_header(name, value)
+        self.send_header("Content-Length", length)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(answer)
+        return None
+
+    def _forward(self, body: bytes) -> tuple[int, str, list[tuple[str, str]], bytes]:
+        """The request sent on to the server as it came (a new connection each time: a request is sent once)."""
+        import http.client
+
+        up = self.server.proxy.upstream
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+        if body or self.command in ("PUT", "POST"):
+            headers["Content-Length"] = str(len(body))
+        upstream = http.client.HTTPConnection(up.hostname, up.port, timeout=60)
+        try:
+            upstream.request(self.command, self.path, body=body, headers=headers)
+            response = upstream.getresponse()
+            return response.status, response.reason, response.getheaders(), response.read()
+        finally:
+            upstream.close()
+
+    def _error(self, status: int, code: str, message: str) -> None:
+        xml = _S3_ERROR.format(code=code, message=message).encode()
+        self.send_response_only(status)
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", str(len(xml)))
+        self.end_headers()
+        self.wfile.write(xml)

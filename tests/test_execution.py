@@ -53,9 +53,9 @@ def test_tasks_lease_under_the_coordinators_run_id(tmp_path, audio, fake_models,
     seen: list[str] = []
     acquire = Leases.acquire
 
-    def spy(self, song_id, run_id):
+    def spy(self, song_id, run_id, groups=()):
         seen.append(run_id)
-        return acquire(self, song_id, run_id)
+        return acquire(self, song_id, run_id, groups)
 
     monkeypatch.setattr(Leases, "acquire", spy)
     shutdown_worker_state()

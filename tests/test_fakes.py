@@ -54,6 +54,22 @@ class TestDeviceFakeContract(_FakeContract):
     alternative_options = {"gain": 2.0}
 
 
+class TestWeightedContract(_FakeContract):
+    model = "weighted"
+    alternative_options = {"gain": 2.0}
+    weights: ClassVar[str] = ""
+
+    @pytest.fixture(scope="class", autouse=True)
+    @classmethod
+    def _weights_file(cls, tmp_path_factory):
+        path = tmp_path_factory.mktemp("weights") / "factor.txt"
+        path.write_text("1.5")
+        cls.weights = str(path)
+
+    def make_extractor(self, **options: Any):
+        return registry.get(self.model)(**{"weights_path": self.weights, **options})
+
+
 class TestCountedContract(_FakeContract):
     model = "cfake"
     alternative_options = {"gain": 2.0}

@@ -157,3 +157,22 @@ def test_a_store_that_refuses_writes_stops_the_run_with_a_store_error(tmp_path, 
     monkeypatch.setattr(leases_module.os, "link", read_only)  # as root, chmod cannot make a store read-only
     with pytest.raises(StoreError, match="(?i)read-only"):
         fsrun.run(store, discover(tmp_path / "audio").files, [registry.create("fake")])
+
+
+def test_a_dead_runs_lease_on_a_finished_song_goes_with_the_next_run(tmp_path, fake_models):
+    """Killed after writing a song but before letting it go, a run leaves a lease on a complete song; the next
+    run (which has nothing to compute there) frees it, and leaves a live run's lease alone."""
+    from .conftest import write_wav
+
+    for song in ("a", "b"):
+        write_wav(tmp_path / "audio" / f"{song}.wav", 0.3)
+    store = tmp_path / "s.zarr"
+    assert fstore("extract", tmp_path / "audio", "--store", store, "--models", "fake").exit_code == 0
+    _dead_lease(store, "a")
+    live = Leases(str(store))
+    assert live.acquire("b", "live-run") is None
+    result = fstore("extract", tmp_path / "audio", "--store", store, "--models", "fake")
+    assert result.exit_code == 0, result.output
+    assert [(lease["song_id"], lease["run"]) for lease in live.held()] == [("b", "live-run")]
+    live.release("b", "live-run")
+    assert not (store / LEASES / "a").exists()

@@ -72,3 +72,43 @@ def test_show_summarises_each_model(store):
     rows = {r["group"]: r for r in json.loads(fstore("show", "song", "--store", store.url, "--json").stdout)}
     assert rows["slow"]["frames"] == 30 and rows["fake"]["per_feature"]["rms"]["max"] > 0
     assert rows["madmom"]["fingerprint"] == store.model_attrs("madmom")["fingerprint"]
+
+
+@pytest.fixture
+def beating(tmp_path, fake_models):
+    """A 6-s click train at 120 BPM through madmom and the fake model."""
+    import soundfile as sf
+
+    rate = 44100
+    wave = np.zeros(6 * rate, np.float32)
+    for start in range(int(0.25 * rate), wave.size, rate // 2):
+        wave[start : start + 400] = np.hanning(400) * np.sin(2 * np.pi * 1500 * np.arange(400) / rate)
+    (tmp_path / "audio").mkdir()
+    sf.write(tmp_path / "audio" / "clicks.wav", wave, rate)
+    target = FeatureStore(str(tmp_path / "beats.zarr"), mode="a")
+    exts = [registry.create(n) for n in ("madmom", "fake")]
+    for e in exts:
+        e.load("cpu")
+    fsrun.run(target, discover(tmp_path / "audio").files, exts)
+    return target
+
+
+def test_show_prints_the_tempo_of_a_beat_activation(beating):
+    rows = {r["group"]: r for r in json.loads(fstore("show", "clicks", "--store", beating.url, "--json").stdout)}
+    beats = fs.open_store(beating.url).beats("clicks")
+    assert rows["madmom"]["beats"] == beats.size >= 8 and abs(rows["madmom"]["tempo_bpm"] - 120) < 2
+    assert "tempo_bpm" not in rows["fake"]
+    text = fstore("show", "clicks", "--store", beating.url).stdout
+    assert f"tempo {rows['madmom']['tempo_bpm']:.1f} BPM from {beats.size} beats" in text
+
+
+def test_plot_marks_the_beats_on_every_panel(beating):
+    reader = fs.open_store(beating.url)
+    beats = reader.beats("clicks")
+    fig = plot_song(reader, "clicks", ["madmom", "fake"], start=1.0, end=4.0)
+    shown = beats[(beats >= 1.0) & (beats < 4.0)]
+    for ax in fig.axes[:2]:
+        (lines,) = [c for c in ax.collections if len(c.get_segments()) == shown.size]
+        np.testing.assert_allclose([seg[0][0] for seg in lines.get_segments()], shown)
+    markers = [line for line in fig.axes[0].lines if line.get_label() == f"{shown.size} beats"]
+    assert len(markers) == 1 and np.allclose(markers[0].get_xdata(), shown)

@@ -14,34 +14,18 @@ from featurestore.read import open_store
 from featurestore.store import FeatureStore
 
 from .conftest import write_wav
-from .fakes import GATE_ENV, assert_same_contents, computes, counted_contents, counted_env, counted_run
+from .fakes import GATE_ENV, assert_same_contents, computes, counted_env, counted_run, store_contents
+from .helpers import moto_s3
 
 pytest.importorskip("s3fs", reason="s3fs is not installed (pip install 'fstore[s3]')")
 pytest.importorskip("moto.server", reason="moto[server] is not installed (the test extra)")
 
 
 @pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    """storage_options for a fresh bucket on a moto S3 server at 127.0.0.1 (random port)."""
-    import os
-
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
-    os.environ.update(AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1")
-    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="fstore-test")
-    yield {"client_kwargs": {"endpoint_url": endpoint}}
-    server.stop()
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+def s3():
+    """storage_options for a fresh bucket on a moto S3 server."""
+    with moto_s3() as options:
+        yield options
 
 
 def test_extract_read_and_export_on_s3(tmp_path, s3, fake_models):
@@ -98,7 +82,7 @@ def counted_reference(tmp_path_factory):
     done = subprocess.run(counted_run(tmp / "audio", str(tmp / "ref.zarr")), env=counted_env(tmp / "log", 0),
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    return tmp / "audio", counted_contents(str(tmp / "ref.zarr"))
+    return tmp / "audio", store_contents(str(tmp / "ref.zarr"))
 
 
 def test_a_run_killed_on_s3_resumes_to_the_same_store(tmp_path, s3, counted_reference):
@@ -118,7 +102,7 @@ def test_a_run_killed_on_s3_resumes_to_the_same_store(tmp_path, s3, counted_refe
     killed = computes(log)
     rerun = subprocess.run(counted_run(audio, url), env=env, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
-    assert_same_contents(counted_contents(url, s3), want)
+    assert_same_contents(store_contents(url, s3), want)
     in_flight = {m: d for m, _, d in killed}.items()  # the killed run's last song per model
     redone = {(m, d) for m, _, d in computes(log)[len(killed):]}
     assert not redone & ({(m, d) for m, _, d in killed} - set(in_flight)), "finished songs recomputed"
@@ -154,7 +138,7 @@ def test_two_runs_on_s3_compute_each_song_once(tmp_path, s3, counted_reference):
     counts = Counter((m, d) for m, _, d in computes(log))
     assert len(counts) == len(want) and set(counts.values()) == {1}
     assert len({pid for _, pid, _ in computes(log)}) == 2, "one run did all the work: they never overlapped"
-    assert_same_contents(counted_contents(url, s3), want)
+    assert_same_contents(store_contents(url, s3), want)
 
 
 def test_export_hdf5_from_s3(tmp_path, s3, fake_models):

@@ -247,3 +247,21 @@ def test_song_index_can_search_approximately(store, backend):
         assert approx.attrs["search"] == backend and exact.attrs["search"] == "exact"
         assert list(approx["song"].values) == list(exact["song"].values)  # 10 songs: the graph is exhaustive
         np.testing.assert_allclose(approx.values, exact.values, rtol=0, atol=1e-5)
+
+
+def test_the_command_lists_the_same_songs_as_the_api(store):
+    import json
+
+    from .helpers import fstore, output
+
+    want = fs.open_store(store.url).similar(SONGS[0], "emb", k=3)
+    listed = json.loads(fstore("similar", SONGS[0], "-m", "emb", "-k", "3", "--store", store.url, "--json").stdout)
+    assert [row["song_id"] for row in listed] == list(want["song"].values)
+    np.testing.assert_allclose([row["score"] for row in listed], want.values, atol=1e-6)
+    table = fstore("similar", SONGS[0], "-m", "emb", "-k", "3", "--store", store.url)
+    assert table.exit_code == 0 and all(song in table.stdout for song in want["song"].values)
+    unknown = fstore("similar", "nope", "-m", "emb", "--store", store.url)
+    assert unknown.exit_code == 1 and "nope" in output(unknown)
+    layered = fstore("similar", SONGS[0], "-m", "layered", "--store", store.url)
+    assert layered.exit_code == 1 and "layer" in output(layered)  # several layers stored: choose one
+    assert fstore("similar", SONGS[0], "-m", "layered", "--layer", "12", "--store", store.url).exit_code == 0

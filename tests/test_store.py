@@ -56,8 +56,8 @@ def test_schema_2_attributes_are_checked():
     assert schema_errors("array", {**array, "dtype": "float16"}) == []
     assert len(schema_errors("array", {**array, "dtype": "int8"})) == 1
     root = {"fstore_version": "0", "created": "2026-01-01T00:00:00+00:00"}
-    assert schema_errors("root", {**root, "schema_version": 2, "upgraded_from": 1}) == []
-    assert len(schema_errors("root", {**root, "schema_version": 3})) == 1
+    assert schema_errors("root", {**root, "schema_version": 3, "upgraded_from": 2}) == []
+    assert len(schema_errors("root", {**root, "schema_version": 4})) == 1
 
 
 def test_incomplete_array_is_invisible_and_fixable(tmp_path):
@@ -96,7 +96,7 @@ def test_failures_of_invalid_ids_clear_and_go_with_their_group(tmp_path):
     assert [(f["model"], f["source"]) for f in store.failures()] == [("n", {"path": "x.wav"})]
     store.ensure_model("m", {"fingerprint": "0" * 64})
     store.record_failure("m", "y", "boom", "RuntimeError", None)
-    assert store.remove_group("m") == (0, 1)
+    assert store.replace_model("m", {"fingerprint": "1" * 64}, "a-run") == (0, 1)
     assert [f["model"] for f in FeatureStore(store.url).failures()] == ["n"]
 
 

@@ -16,7 +16,7 @@ import pytest
 from featurestore.store import LEASES, FeatureStore
 
 from .conftest import write_wav
-from .fakes import COUNTED, GATE_ENV, assert_same_contents, computes, counted_contents, counted_env, counted_run
+from .fakes import COUNTED, GATE_ENV, assert_same_contents, computes, counted_env, counted_run, store_contents
 
 
 def _computing(run: subprocess.Popen, log: Path) -> bool:
@@ -82,7 +82,7 @@ def stress(tmp_path: Path, n_songs: int, steady: int, kills: int, compute_s: flo
     twice = {key for key, n in counts.items() if n > 1}
     assert twice <= in_flight, f"computed twice though no killed run had them in flight: {twice - in_flight}"
     assert all(n <= 2 for n in counts.values())
-    assert_same_contents(counted_contents(str(store)), counted_contents(str(tmp_path / "ref.zarr")))
+    assert_same_contents(store_contents(str(store)), store_contents(str(tmp_path / "ref.zarr")))
     assert not list((store / LEASES).glob("*/**/zarr.json")), "leases left behind"
     return len(killed)
 
@@ -121,3 +121,69 @@ def test_runs_starting_together_on_a_fresh_store(tmp_path, monkeypatch):
     monkeypatch.setattr(zarr.Group, "require_group", require_after_another_run)
     store.ensure_model("m", attrs)
     assert store.models() == ["m"] and store.model_attrs("m") == attrs
+
+
+def _operations(audio: Path, store: Path, out: Path, i: int) -> dict[str, list[str]]:
+    """The commands a user may run on one store at any moment: runs, a replacement, maintenance, exports."""
+    from .fakes import counted_fstore
+
+    return {
+        "extract": counted_run(audio, str(store)),
+        "overwrite": counted_run(audio, str(store), "--overwrite"),
+        "validate --fix": counted_fstore("validate", store, "--fix"),
+        "export-npy": counted_fstore("export-npy", store, "--output-base", out / f"npy{i}"),
+        "export-hdf5": counted_fstore("export-hdf5", out / f"x{i}.h5", "--store", store, "--overwrite"),
+    }
+
+
+def mixed(tmp_path: Path, rounds: int, at_once: int, seed: int | None) -> list[tuple[str, int]]:
+    """``rounds`` rounds of ``at_once`` commands started together on one store (seed None: each kind of
+    command in turn, so every kind meets every other; else chosen at random, started at random moments),
+    then a final run. Returns (command, exit code) of each; asserts what must hold whatever the interleaving:
+    no traceback, exit codes that say what happened, one configuration per group, a store that the final
+    run completes and that validates clean."""
+    audio, store, log = tmp_path / "audio", tmp_path / "s.zarr", tmp_path / "log"
+    for i in range(6):
+        write_wav(audio / f"song {i}.wav", 0.4, freq=220 + 30 * i)
+    env, rng = counted_env(log, 0.05), random.Random(seed)
+    assert subprocess.run(counted_run(audio, str(store)), env=env, capture_output=True).returncode == 0
+    allowed = {"extract": {0, 3}, "overwrite": {0, 1, 3}, "validate --fix": {0, 1}, "export-npy": {0, 3},
+               "export-hdf5": {0, 1, 3}}
+    kinds = list(allowed)
+    done: list[tuple[str, int]] = []
+    for r in range(rounds):
+        chosen = [kinds[(r * at_once + j) % len(kinds)] if seed is None else rng.choice(kinds) for j in range(at_once)]
+        procs = []
+        for j, kind in enumerate(chosen):
+            if seed is not None:
+                time.sleep(rng.uniform(0, 0.3))
+            procs.append((kind, subprocess.Popen(_operations(audio, store, tmp_path, r * at_once + j)[kind], env=env,
+                                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
+        for kind, proc in procs:
+            out, err = proc.communicate(timeout=300)
+            assert "Traceback" not in out + err, f"{kind}:\n{err[-3000:]}"
+            assert proc.returncode in allowed[kind], f"{kind} exit {proc.returncode}:\n{err[-3000:]}"
+            done.append((kind, proc.returncode))
+    final = subprocess.run(counted_run(audio, str(store)), env=env, capture_output=True, text=True, timeout=300)
+    assert final.returncode == 0 and "Traceback" not in final.stderr, final.stderr
+    s = FeatureStore(str(store))
+    for group in COUNTED:
+        fingerprint = s.model_attrs(group)["fingerprint"]
+        assert {s.array(group, song).attrs["fingerprint"] for song in s.songs(group)} == {fingerprint}
+        assert len(s.songs(group)) == 6
+    check = subprocess.run(_operations(audio, store, tmp_path, 999)["validate --fix"][:-1], env=env,
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout
+    assert not list((store / LEASES).glob("*/**/zarr.json")), "leases left behind"
+    return done
+
+
+def test_each_kind_of_command_beside_the_others(tmp_path):
+    done = mixed(tmp_path, rounds=2, at_once=3, seed=None)
+    assert {kind for kind, _ in done} == {"extract", "overwrite", "validate --fix", "export-npy", "export-hdf5"}
+
+
+@pytest.mark.slow
+def test_random_commands_at_random_moments(tmp_path):
+    done = mixed(tmp_path, rounds=12, at_once=4, seed=5)
+    print(f"{len(done)} commands:", Counter(done))

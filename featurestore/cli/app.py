@@ -4,7 +4,8 @@ error printing, and name lists."""
 from __future__ import annotations
 
 import re
-from typing import Annotated, NoReturn, Optional, Sequence
+import signal
+from typing import Annotated, Any, NoReturn, Optional, Sequence
 
 import typer
 from rich.console import Console
@@ -55,3 +56,13 @@ def human_bytes(n: int) -> str:
             return f"{size:.0f} B" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{size:.1f} GiB"
+
+
+def _terminate_as_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def stop_on_sigterm() -> None:
+    """Make SIGTERM (a scheduler ending the job, ``kill``) stop a command as Ctrl-C does, so that it ends
+    the same way: finished work kept, temporary files removed, exit code 130."""
+    signal.signal(signal.SIGTERM, _terminate_as_interrupt)

@@ -4,7 +4,6 @@ to what is printed, and the summary's exit code."""
 from __future__ import annotations
 
 import json
-import signal
 import sys
 from enum import Enum
 from pathlib import Path
@@ -14,7 +13,7 @@ import typer
 
 from ..errors import ConfigurationMismatch, StoreError, UsageError
 from ..options import PANEL as MODEL_PANEL, with_model_flags
-from .app import app, console, fail, out, split_names
+from .app import app, console, fail, out, split_names, stop_on_sigterm
 from .reporting import LineReporter, RichReporter, print_summary, summary_dict
 
 
@@ -41,11 +40,6 @@ def parse_workers(value: str) -> int | None:
     if count < 0:
         raise typer.BadParameter(f"{value!r}: use a number of processes (0: this process) or auto", param_hint="--workers")
     return count
-
-
-def _terminate_as_interrupt(signum: int, frame: Any) -> None:
-    """SIGTERM (a scheduler ending the job) stops the run like Ctrl-C: finished songs stay complete."""
-    raise KeyboardInterrupt
 
 
 def _print_plan(prepared: Any, as_json: bool) -> None:
@@ -106,6 +100,7 @@ def extract(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace each selected model's group (its arrays and recorded failures) and recompute every song; also the way to change a group's configuration.")] = False,
     as_group: Annotated[Optional[str], typer.Option("--as", help="Store the (single) selected model under this group name instead of its own, to keep two configurations side by side, e.g. --models crepe --crepe-capacity tiny --as crepe_tiny.")] = None,
     dtype: Annotated[StorageDtype, typer.Option("--dtype", help="How arrays are stored: float16 is half the size (part of the group's configuration).")] = StorageDtype.float32,
+    hash_sources: Annotated[bool, typer.Option("--hash-sources", help="Decide whether an input file changed by its sha256 instead of its size and mtime (reads every file; catches a file rewritten with its size and mtime kept).")] = False,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Only redo the (song, model) pairs whose failure is recorded in the store.")] = False,
     output_base: Annotated[Optional[Path], typer.Option("--output-base", "--output_base", help="Also write <output-base>/<model>/<song>.npy as songs finish.")] = None,
     device: Annotated[str, typer.Option("--device", metavar="[auto|cpu|cuda|cuda:N]", help="Where the torch models run; auto takes CUDA when available.")] = "auto",
@@ -137,7 +132,7 @@ def extract(
         models=tuple(named) if named else None, model_options=model_flags, option_texts=tuple(option or ()),
         device=device, precision=precision.value, dtype=dtype.value, overwrite=overwrite, as_group=as_group,
         retry_failed=retry_failed, output_base=output_base, batch_songs=batch_songs, workers=parse_workers(workers),
-        dask_scheduler=dask_scheduler, dry_run=dry_run)
+        dask_scheduler=dask_scheduler, dry_run=dry_run, hash_sources=hash_sources)
     try:
         prepared = prepare_run(request)
     except UsageError as e:
@@ -154,7 +149,7 @@ def extract(
         console.print("[red]no model can run[/]")
         raise typer.Exit(1)
     reporter = (RichReporter if console.is_terminal else LineReporter)(console, verbose=verbose, quiet=quiet)
-    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    stop_on_sigterm()  # finished songs stay complete
     try:
         summary = execute(prepared, reporter)
     except KeyboardInterrupt:

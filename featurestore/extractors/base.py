@@ -15,7 +15,7 @@ A model implements (a plain model: the first six)::
     name, description, licenses, output, n_frames, _extract       # the declaration and the computation
     _load                                                         # heavy imports, networks: once
     weights_info, _resolve_weights                                # where its weights come from
-    devices, Config, _extract_batch                               # when they differ from the defaults
+    devices, Config, _extract_batch, tolerance                    # when they differ from the defaults
 
 Lifecycle, in one process::
 
@@ -42,6 +42,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
+from ..agreement import Tolerance
 from ..clock import TimeAxis
 from ..errors import AudioTooShort
 from .config import ExtractorConfig, config_fields, option
@@ -167,6 +168,18 @@ class Extractor(ABC):
     def variant(self) -> str:
         """Short human description of the configuration, e.g. ``"full, viterbi"``."""
         return ",".join(f"{k}={v}" for k, v in self.resolved_config().items()) or "default"
+
+    def tolerance(self) -> Tolerance:
+        """When a recomputation of a stored song agrees with it (``fstore verify``), for this configuration.
+
+        A model declares its own: the tolerance of its parity tests in fp32, its bf16 accuracy gate in
+        reduced precision. This default, for models that declare none: in fp32 (or without a
+        ``precision`` option) every value within 1e-5 + 1e-5·|value|; in bf16 or fp16 every per-frame
+        cosine at least 0.999 (for an output with only a time dim, the cosine of the whole sequence).
+        """
+        if getattr(self.config, "precision", "fp32") == "fp32":
+            return Tolerance(max_abs=1e-5, max_rel=1e-5)
+        return Tolerance(min_cosine=0.999)
 
     def resolved_config(self) -> dict[str, Any]:
         """The fingerprinted options with what depends on the weights resolved (e.g. MERT's "last" layer
@@ -380,6 +393,7 @@ __all__ = [
     "Licenses",
     "Output",
     "TimeAxis",
+    "Tolerance",
     "TorchExtractor",
     "WeightFile",
     "WeightsInfo",

@@ -30,7 +30,7 @@ from ..weights import local_path
 from ._crepe_weights import CREPE_ENV, CREPE_SHA256, crepe_how, crepe_package, crepe_package_path, crepe_weights
 from ._crepe_net import CAPACITIES, FRAME, N_BINS
 from ..devices import MODEL_PRECISIONS
-from .base import ExtractorConfig, Licenses, Output, TorchExtractor, TimeAxis, WeightFile, WeightsInfo, option
+from .base import ExtractorConfig, Licenses, Output, Tolerance, TorchExtractor, TimeAxis, WeightFile, WeightsInfo, option
 
 SAMPLE_RATE = 16000
 HOP = 160
@@ -105,6 +105,15 @@ class Crepe(TorchExtractor):
 
     def n_frames(self, n_samples: int) -> int:
         return n_frames(n_samples)
+
+    def tolerance(self) -> Tolerance:
+        """fp32: the parity test's bounds (tests/test_crepe.py): confidence within 1e-5 and the frequency
+        within 0.01 cents on every frame (the same Viterbi path). bf16/fp16: the bf16 accuracy gate, 99 % of
+        the frames with confidence > 0.5 within 10 cents, and the confidence within 0.05 (the bf16 GPU-vs-CPU
+        bound of the same tests) on 99 % of the frames."""
+        if self.config.precision == "fp32":
+            return Tolerance(max_abs=1e-5, max_cents=0.01, confident=None)
+        return Tolerance(max_abs=0.05, frames=0.99, max_cents=10.0, cents_frames=0.99, confident=0.5)
 
     @property
     def batch_frames(self) -> int:

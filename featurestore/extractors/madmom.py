@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import WeightsUnavailable
 from ..weights import sha256_file
-from .base import Extractor, ExtractorConfig, Licenses, Output, TimeAxis, WeightFile, WeightsInfo
+from .base import Extractor, ExtractorConfig, Licenses, Output, TimeAxis, Tolerance, WeightFile, WeightsInfo
 
 _MODEL_DIR = Path("models") / "beats" / "2015"  # madmom.models.BEATS_BLSTM, what RNNBeatProcessor runs
 _NETWORKS = tuple(f"beats_blstm_{i}.onnx" for i in range(1, 9))
@@ -76,6 +76,10 @@ class MadmomBeats(Extractor):
 
     def n_frames(self, n_samples: int) -> int:
         return -(-n_samples // HOP)
+
+    def tolerance(self) -> Tolerance:
+        """The parity test's bound (tests/test_madmom.py): every activation within 1e-5 (fp32 only)."""
+        return Tolerance(max_abs=1e-5)
 
     @classmethod
     def weights_info(cls, config: ExtractorConfig | None = None) -> WeightsInfo:

@@ -52,7 +52,7 @@ from ._mert_weights import MERT_CONFIG_FILES, MERT_ENV, MERT_REPO, MERT_REVISION
 from ._mert_hf import HOP, RECEPTIVE_FIELD, SAMPLE_RATE, build_model, read_do_normalize, read_snapshot_config
 from ._mert_net import MertNet
 from ..devices import MODEL_PRECISIONS
-from .base import ExtractorConfig, Licenses, Output, TorchExtractor, TimeAxis, WeightFile, WeightsInfo, option
+from .base import ExtractorConfig, Licenses, Output, Tolerance, TorchExtractor, TimeAxis, WeightFile, WeightsInfo, option
 
 #: hidden size and layer count of MERT-v1-95M, used before a snapshot is at hand
 _DEFAULT_HIDDEN = 768
@@ -203,6 +203,13 @@ class Mert(TorchExtractor):
         layers = {} if len(self.layer_indices) == 1 else {"layer": tuple(self.layer_indices)}
         return Output(clock, dims=("layer", "time", "feature") if layers else ("time", "feature"), labels=layers,
                       sizes={"feature": self._arch[0]}, min_samples=RECEPTIVE_FIELD)
+
+    def tolerance(self) -> Tolerance:
+        """fp32: the parity test's bound (tests/test_mert.py): every value of every stored layer within 1e-4.
+        bf16/fp16: the bf16 accuracy gate, per-frame cosine >= 0.999 on every stored layer."""
+        if self.config.precision == "fp32":
+            return Tolerance(max_abs=1e-4)
+        return Tolerance(min_cosine=0.999)
 
     def n_frames(self, n_samples: int) -> int:
         return n_frames(n_samples)

@@ -4,6 +4,9 @@ Songs up to :data:`BATCH_SONG_MAX_S` share model calls (:meth:`Extractor.extract
 runs alone as soon as it is decoded, so a task holds the audio of one long song at a time. Models that
 cannot run on the run's device (CPU-only ones, such as madmom, while the torch models use a GPU) run
 beside the others in a :class:`SidePool`, one song per call, so the GPU does not wait for them.
+
+Each outcome goes to an :class:`Outcomes`: a run's :class:`~.sink.Sink` stores it; ``fstore verify``
+compares it with what is stored, having computed it exactly as a run does.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Protocol, Sequence
 
 import numpy as np
 
@@ -19,12 +22,20 @@ from ..audio import SongAudio
 from ..discover import AudioFile, source_info
 from ..errors import AudioError, AudioTooShort, FstoreError
 from ..extractors.base import Extractor
-from .sink import Described, Failed, Sink
+from .sink import Described, Failed
 
 #: songs up to this long share model calls with the other songs of their task; longer ones fill batches alone
 BATCH_SONG_MAX_S = 60.0
 #: what computing one song may raise that fails that song only
 COMPUTE_ERRORS = (AudioError, AudioTooShort, FstoreError, OSError, ValueError, RuntimeError, MemoryError)
+
+
+class Outcomes(Protocol):
+    """Where computed outcomes go (a run's Sink); called from the side pool's threads too."""
+
+    def put(self, file: AudioFile, ext: Extractor, outcome: np.ndarray | Failed, seconds: float,
+            described: Described) -> None:
+        """Take the outcome of (song, model): its array or why it failed, its compute seconds, its song."""
 
 
 def runs_on(ext: Extractor, device: str) -> bool:
@@ -69,7 +80,7 @@ class DecodedSong:
         return Described(int(self.audio.at(ext.time_axis.sample_rate).shape[0]), self.duration, self.source)
 
 
-def compute_songs(sink: Sink, songs: Sequence[tuple[AudioFile, Sequence[Extractor], SongAudio | None]],
+def compute_songs(sink: Outcomes, songs: Sequence[tuple[AudioFile, Sequence[Extractor], SongAudio | None]],
                   side: SidePool, device: str) -> list[float]:
     """Decode each song once (``SongAudio`` decoded ahead, or None) and compute every model it needs on
     ``device``, each outcome put in ``sink``; returns each song's decode + resample seconds.
@@ -104,7 +115,7 @@ def compute_songs(sink: Sink, songs: Sequence[tuple[AudioFile, Sequence[Extracto
     return seconds
 
 
-def _run_models(songs: Sequence[DecodedSong], sink: Sink, side: SidePool, device: str) -> None:
+def _run_models(songs: Sequence[DecodedSong], sink: Outcomes, side: SidePool, device: str) -> None:
     """Every model the decoded ``songs`` need, the songs of each model together."""
     models = list(dict.fromkeys(ext for song in songs for ext in song.todo))
     beside = [e for e in models if not runs_on(e, device)]
@@ -131,7 +142,7 @@ def _run_models(songs: Sequence[DecodedSong], sink: Sink, side: SidePool, device
                 song.audio.forget(ext.time_axis.sample_rate)  # long songs: hold one resampled copy at a time
 
 
-def _compute_model(ext: Extractor, songs: Sequence[DecodedSong], sink: Sink) -> None:
+def _compute_model(ext: Extractor, songs: Sequence[DecodedSong], sink: Outcomes) -> None:
     """One model on songs: several in one ``extract_batch`` call, one alone through ``extract``.
 
     If the shared call fails (one song too short, out of memory), each song is computed on its

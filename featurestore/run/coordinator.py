@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from contextlib import ExitStack
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import replace
 from typing import Callable, Iterable, Sequence
@@ -17,7 +18,9 @@ from typing import Callable, Iterable, Sequence
 from ..discover import AudioFile
 from ..extractors.base import Extractor
 from ..store import FeatureStore
+from ..errors import StoreError
 from ..store.attributes import group_attributes
+from ..store.leases import group_lease
 from .execution import InProcess, RunSpec, Submit, Workers
 from .options import RunOptions
 from .planning import Plan, SongWork, plan as make_plan, recorded_failures
@@ -65,12 +68,20 @@ def run(store: FeatureStore, files: Iterable[AudioFile], extractors: Sequence[Ex
 
     start = time.perf_counter()
     reporter.start(len(files), groups)
+    held = ExitStack()  # the groups an --overwrite run holds, released when it ends however it ends
     try:
         work = plan if plan is not None else make_plan(store, files, extractors, options)
         for ext in extractors:
             group = options.group(ext)
-            summary.replaced[group] = store.ensure_model(group, group_attributes(ext.describe(), group, options.dtype),
-                                                         replace=options.overwrite)
+            attrs = group_attributes(ext.describe(), group, options.dtype)
+            if options.overwrite:  # the group is this run's until it ends: no second --overwrite interleaves
+                claim = held.enter_context(store.leases.claim(group_lease(group), summary.run_id))
+                if not claim.held:
+                    raise StoreError(f"{store.url}: the {group} group is being replaced by run {claim.owner.get('run')} "
+                                     f"({claim.owner.get('host')}:{claim.owner.get('pid')}); run again once it has ended")
+                summary.replaced[group] = store.replace_model(group, attrs, summary.run_id)
+            else:
+                store.ensure_model(group, attrs)
         for song in work.done:
             on_outcome(song, SongOutcome(song.cached))
         spec = RunSpec(store.url, store.storage_options, summary.run_id, tuple((e.name, e.config) for e in extractors),
@@ -84,10 +95,13 @@ def run(store: FeatureStore, files: Iterable[AudioFile], extractors: Sequence[Ex
             for ext in extractors:
                 report(Result(song.file.song_id, options.group(ext), "skipped", error="in progress in another run",
                               path=song.file.relative))
+        # a run killed between writing a song and letting it go leaves a lease no later run needs to take
+        store.leases.clear_stale({f.song_id for f in files}, summary.run_id)
     except KeyboardInterrupt:
         summary.interrupted = True
         raise
     finally:
+        held.close()
         summary.wall_seconds = time.perf_counter() - start
         reporter.end(summary)
     return summary

@@ -50,6 +50,32 @@ class RunSpec:
     failed: frozenset[tuple[str, str]]
 
 
+def _interrupted(error: BaseException | None) -> bool:
+    """Whether ``error`` is, or was caused by, a KeyboardInterrupt (following causes and contexts)."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def load_models(extractors: Sequence[Extractor], device: str) -> None:
+    """Load each model on ``device``, or on the CPU where it cannot run there.
+
+    Ctrl-C during the imports a model's load makes (torch, transformers) can surface as an ImportError
+    ("initialization failed") whose cause or context is the KeyboardInterrupt: that is an interrupt, and
+    is raised as one, so the run stops as interrupted (exit 130, with its summary)."""
+    for ext in extractors:
+        try:
+            ext.load(device if runs_on(ext, device) else "cpu")
+        except ImportError as e:
+            if _interrupted(e):
+                raise KeyboardInterrupt from e
+            raise
+
+
 class InProcess:
     """Tasks run in this process, one after another: the next one computes while the last one's arrays are
     written, so results stream, and Ctrl-C loses the computing task's songs only."""
@@ -65,8 +91,7 @@ class InProcess:
                 work: Sequence[SongWork]) -> Iterator[Submit]:
         """Load the models, then run tasks with the songs of ``work`` decoded ahead, in order."""
         loading = time.perf_counter()
-        for ext in extractors:
-            ext.load(spec.options.device if runs_on(ext, spec.options.device) else "cpu")
+        load_models(extractors, spec.options.device)
         self.load_seconds = time.perf_counter() - loading
         side = SidePool()
         by_name = {ext.name: ext for ext in extractors}
@@ -138,7 +163,7 @@ def worker_state(spec: RunSpec) -> tuple[FeatureStore, tuple[Extractor, ...], Si
             mkey = (name, repr(config), spec.options.device)
             if mkey not in _worker_models:
                 ext = registry.get(name)(config)
-                ext.load(spec.options.device if runs_on(ext, spec.options.device) else "cpu")
+                load_models([ext], spec.options.device)
                 _worker_models[mkey] = ext
             extractors.append(_worker_models[mkey])
         return _worker_stores[key], tuple(extractors), _worker_side

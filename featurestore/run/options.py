@@ -27,6 +27,7 @@ class RunOptions:
     dtype: str = "float32"  # how arrays are stored: float32 or float16
     groups: tuple[tuple[str, str], ...] = ()  # (model, group) pairs: store a model under another group name
     batch_songs: int | None = None  # songs per task (None: songs_per_task(device)); short ones share model calls
+    hash_sources: bool = False  # a source is unchanged when its sha256 is, not its size and mtime
 
     def group(self, ext: Extractor) -> str:
         """The store group ``ext`` writes into: its name, unless ``--as`` chose another."""

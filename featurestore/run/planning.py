@@ -3,7 +3,10 @@ to compute, or outside the run; it is called twice at most per pair: when the ru
 again under the song's lease, since another run may have finished the song meanwhile.
 
 A pair is cached when its array is complete, was computed with the same configuration (fingerprint
-and storage dtype) and its audio file is unchanged (:func:`~featurestore.discover.source_unchanged`).
+and storage dtype) and its audio file is unchanged (:func:`~featurestore.discover.source_unchanged`:
+by size and mtime, or by sha256 with ``hash_sources``).
+A pair whose array cannot be read because the network or the server failed is to compute: decided
+again under the lease, and at worst computed again, never taken as cached unseen.
 With ``retry_failed`` only the pairs whose failure is recorded in the store are in the run.
 """
 
@@ -13,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from ..discover import AudioFile, source_unchanged
+from ..errors import TransientStoreError
 from ..extractors.base import Extractor
 from ..store import FeatureStore
 from .options import RunOptions
@@ -36,9 +40,13 @@ def decide(store: FeatureStore, file: AudioFile, ext: Extractor, options: RunOpt
         return OUTSIDE
     if options.overwrite or not options.skip_existing:
         return COMPUTE
-    attrs = store.song_attrs(group, file.song_id)
+    try:
+        attrs = store.song_attrs(group, file.song_id)
+    except TransientStoreError:
+        return COMPUTE
     cached = (attrs is not None and attrs.get("complete") is True and attrs.get("fingerprint") == ext.fingerprint
-              and attrs.get("dtype", "float32") == options.dtype and source_unchanged(file, attrs.get("source")))
+              and attrs.get("dtype", "float32") == options.dtype
+              and source_unchanged(file, attrs.get("source"), options.hash_sources))
     return CACHED if cached else COMPUTE
 
 

@@ -10,7 +10,7 @@ from typing import Protocol, Sequence
 from ..discover import AudioFile
 
 #: exit codes of a run, also those of ``fstore extract``
-EXIT_OK, EXIT_FAILED, EXIT_LEFT_TO_ANOTHER_RUN, EXIT_INTERRUPTED = 0, 1, 3, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LEFT_TO_ANOTHER_RUN, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,8 @@ class Summary:
     load_seconds: float = 0.0  # loading the models in this process (workers load their own)
     wall_seconds: float = 0.0
     interrupted: bool = False
-    stopped: str | None = None  # why the run stopped early (the store could not be written)
+    stopped: str | None = None  # why the run stopped early (the store could not be written, a model not loaded)
+    mismatch: bool = False  # it stopped because its group has another configuration (replaced meanwhile)
     replaced: dict[str, tuple[int, int]] = field(default_factory=dict)  # group -> (arrays, failures) removed
 
     def add(self, r: Result) -> None:
@@ -76,10 +77,13 @@ class Summary:
 
     @property
     def exit_code(self) -> int:
-        """0 all done; 1 a file, a model's weights or the store failed; 3 songs left to another live run
-        (run again once it ends); 130 interrupted."""
+        """0 all done; 1 a file, a model's weights or the store failed; 2 its group has another configuration
+        (another run replaced it meanwhile); 3 songs left to another live run (run again once it ends);
+        130 interrupted."""
         if self.interrupted:
             return EXIT_INTERRUPTED
+        if self.mismatch:
+            return EXIT_USAGE
         if not self.ok or self.unavailable_named:
             return EXIT_FAILED
         if any(t.skipped for t in self.totals.values()):

@@ -11,12 +11,14 @@ but the store itself, which a run creates where nothing is.
 from __future__ import annotations
 
 import os
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence, TextIO
 
 from ..discover import AudioFile, Discovery, gather, read_file_list
-from ..errors import FstoreError, StoreError, UsageError, WeightsUnavailable
+from ..errors import ConfigurationMismatch, ExportTarget, FstoreError, StoreError, UsageError, WeightsUnavailable
+from ..export import refuse_the_store
 from ..extractors.base import Extractor
 from ..store import FeatureStore, location, validate_song_id
 from ..store.attributes import group_attributes
@@ -51,6 +53,7 @@ class RunRequest:
     workers: int | None = 0  # None: auto
     dask_scheduler: str | None = None
     dry_run: bool = False
+    hash_sources: bool = False  # decide "unchanged" by each file's sha256, not its size and mtime
 
 
 @dataclass(frozen=True)
@@ -79,8 +82,8 @@ def prepare_run(request: RunRequest) -> PreparedRun:
     """Check and sort out everything a run needs before it computes anything.
 
     Raises :class:`UsageError` (a request that cannot run: unknown model, option or device, missing
-    input), :class:`~featurestore.errors.ConfigurationMismatch` (a group computed with another
-    configuration) and :class:`StoreError` (the store cannot be opened or written).
+    input, an ``output_base`` in the store), :class:`~featurestore.errors.ConfigurationMismatch` (a group
+    computed with another configuration) and :class:`StoreError` (the store cannot be opened or written).
     """
     from ..devices import auto_workers, check_precision_supported, resolve_device, resolve_precision
     from ..extractors import registry
@@ -92,6 +95,11 @@ def prepare_run(request: RunRequest) -> PreparedRun:
         check_precision_supported(precision, device)
     except ValueError as e:
         raise UsageError(str(e), "--device / --precision") from e
+    if request.output_base is not None:
+        try:
+            refuse_the_store(request.store, request.output_base, "--output-base")
+        except ExportTarget as e:
+            raise UsageError(str(e), "--output-base") from e
     store = _open_store(request.store, request.dry_run)
     inputs = tuple(request.paths) or ((DEFAULT_INPUT,) if request.files_from is None else ())
     if len(inputs) == 1 and request.files_from is None and not Path(inputs[0]).exists():
@@ -125,7 +133,7 @@ def prepare_run(request: RunRequest) -> PreparedRun:
 
     options = RunOptions(retry_failed=request.retry_failed, output_base=request.output_base, device=device,
                          overwrite=request.overwrite, dtype=request.dtype, groups=_groups(request.as_group, extractors),
-                         batch_songs=request.batch_songs or songs_per_task(device))
+                         batch_songs=request.batch_songs or songs_per_task(device), hash_sources=request.hash_sources)
     if store is not None and not request.overwrite:
         for ext in extractors:
             group = options.group(ext)
@@ -166,19 +174,25 @@ def _groups(as_group: str | None, extractors: Sequence[Extractor]) -> tuple[tupl
 def execute(prepared: PreparedRun, reporter: Reporter | None = None) -> Summary:
     """Run a prepared run; its summary also says what was left out (inputs, models) and why it stopped.
 
-    A store that cannot be written stops the run: the summary says so (``stopped``). KeyboardInterrupt
-    propagates once what was computed is stored; the reporter has the summary (``interrupted``).
+    A store that cannot be written, or a model that cannot be loaded (a missing package), stops the run:
+    the summary says so (``stopped``). KeyboardInterrupt (also during the models' imports) propagates
+    once what was computed is stored; the reporter has the summary (``interrupted``).
     """
     if prepared.store is None:
         raise UsageError("a dry run is not executed")
     kept = _Kept(reporter or SilentReporter())
     try:
-        with execution(prepared.workers, prepared.request.dask_scheduler) as where:
+        with ExitStack() as stack:
+            try:
+                where = stack.enter_context(execution(prepared.workers, prepared.request.dask_scheduler))
+            except ImportError as e:  # the cluster's client is not installed
+                raise UsageError(str(e), "--dask-scheduler") from e
             run(prepared.store, prepared.found.files, prepared.extractors, prepared.options, kept, where, prepared.plan)
-    except ImportError as e:
-        raise UsageError(str(e), "--dask-scheduler") from e
+    except ImportError as e:  # a model's load needs a package that is missing or broken
+        kept.summary.stopped = f"a model could not be loaded: {e}"
     except StoreError as e:
         kept.summary.stopped = str(e)
+        kept.summary.mismatch = isinstance(e, ConfigurationMismatch)
     finally:  # also on an interrupt: the reporter's summary says what was left out
         kept.summary.scan_errors.extend(prepared.found.errors)
         kept.summary.unavailable.update(prepared.unavailable)

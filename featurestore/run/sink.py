@@ -2,8 +2,10 @@
 in the writer's threads, and its :class:`~.results.Result` handed on once the write has ended.
 
 A store that cannot be written (read-only, disk full) raises :class:`StoreError`, which stops the
-run; anything else that goes wrong writing one song (an id that collides with another song's folder,
-say) fails that song only.
+run; anything else that goes wrong writing one song fails that song only: an id that collides with
+another song's folder, or a network or server failure past the client's retries
+(:class:`TransientStoreError`, see :mod:`featurestore.store.remote`). Such a failure is recorded in the
+store when the store takes the record, and is in the summary in any case.
 """
 
 from __future__ import annotations
@@ -17,11 +19,11 @@ from typing import Any, Callable
 import numpy as np
 
 from ..discover import AudioFile
-from ..errors import FstoreError, StoreError
+from ..errors import FstoreError, StoreError, TransientStoreError
 from ..export import write_npy
 from ..extractors.base import Extractor
 from ..store import FeatureStore
-from ..store.attributes import array_attributes
+from ..store.attributes import array_attributes, group_attributes
 from .options import RunOptions
 from .results import Result
 from .writer import Writer
@@ -75,22 +77,32 @@ def store_outcome(store: FeatureStore, options: RunOptions, file: AudioFile, ext
                   outcome: np.ndarray | Failed, seconds: float, described: Described) -> Result:
     """Write one (song, model)'s array (and its .npy copy), or record its failure; its result.
 
-    A StoreError propagates: the store cannot be written, so the run stops.
+    A StoreError propagates: the store cannot be written, so the run stops. A TransientStoreError fails
+    this song: its failure is recorded if the store takes it, and reported in any case.
     """
     group = options.group(ext)
     t = time.perf_counter()
     if isinstance(outcome, Failed):
-        store.record_failure(group, file.song_id, outcome.reason, outcome.error_type, described.source)
-        return Result(file.song_id, group, "failed", seconds, error=outcome.reason, path=file.relative)
+        error = outcome.reason
+        try:
+            store.record_failure(group, file.song_id, outcome.reason, outcome.error_type, described.source)
+        except TransientStoreError as e:
+            error = f"{outcome.reason}; not recorded in the store ({e})"
+        return Result(file.song_id, group, "failed", seconds, error=error, path=file.relative)
     try:
-        attrs = array_attributes(ext.describe(), ext.dims, described.n_samples, described.duration_s or 0.0,
-                                 described.source or {}, options.dtype)
-        store.write(group, file.song_id, outcome, attrs)
+        description = ext.describe()
+        # under the song's lease: a group replaced meanwhile with another configuration never gets this array
+        store.check_configuration(group, group_attributes(description, group, options.dtype))
+        attrs = array_attributes(description, ext.dims, outcome.shape, described.n_samples,
+                                 described.duration_s or 0.0, described.source or {}, options.dtype)
+        # an earlier failure is forgotten first: should the write then fail, that failure is recorded instead,
+        # and a complete array never stands beside a failure record
         store.clear_failure(group, file.song_id)
-    except StoreError:
-        raise
+        store.write(group, file.song_id, outcome, attrs)
     except (FstoreError, OSError, ValueError) as e:
-        failed = Failed(str(e), type(e).__name__)
+        if isinstance(e, StoreError) and not isinstance(e, TransientStoreError):
+            raise  # the store cannot be written: the run stops
+        failed = Failed(str(e), type(e).__name__)  # this song only, also when the network or the server failed
         return store_outcome(store, options, file, ext, failed, seconds + time.perf_counter() - t, described)
     seconds += time.perf_counter() - t
     result = Result(file.song_id, group, "done", seconds, outcome.shape, described.duration_s, path=file.relative,

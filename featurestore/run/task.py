@@ -2,9 +2,11 @@
 compute → hand each outcome to the writer → release the lease after the writes.
 
 A task is a few consecutive songs of the plan (see ``RunOptions.batch_songs``). A song another live run
-holds is left alone and reported busy; the run comes back to it once at the end. The lease of a song
-is released only when its arrays are written (also after an interrupt or a failed write), so no write
-outlives the lease that guards it, and the task's future is done at that moment.
+holds is left alone and reported busy; the run comes back to it once at the end. A song whose lease
+cannot be taken because the network or the server failed (:class:`TransientStoreError`) is reported
+failed, and the task goes on with the others. The lease of a song is released only when its arrays are
+written (also after an interrupt or a failed write), so no write outlives the lease that guards it, and
+the task's future is done at that moment.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from ..audio import SongAudio
+from ..errors import TransientStoreError
 from ..extractors.base import Extractor
 from ..store import FeatureStore
 from ..store.leases import Claim
@@ -38,6 +41,11 @@ class SongTask:
     writer: Writer
     side: SidePool
 
+    @property
+    def groups(self) -> tuple[str, ...]:
+        """The groups this run writes to (its leases say so, for ``--overwrite`` of another run)."""
+        return tuple(self.options.group(ext) for ext in self.extractors)
+
     def start(self, songs: Sequence[SongWork], audios: Sequence[SongAudio | None] | None = None) -> Future:
         """Claim, check and compute ``songs`` (``audios``: decoded ahead, or None) and queue their writes.
 
@@ -56,7 +64,13 @@ class SongTask:
             try:
                 work = []
                 for i, song in enumerate(songs):
-                    claim = claims[i] = held.enter_context(self.store.leases.claim(song.file.song_id, self.run_id))
+                    try:
+                        claim = claims[i] = held.enter_context(self.store.leases.claim(song.file.song_id, self.run_id,
+                                                                                       self.groups))
+                    except TransientStoreError as e:  # no lease, so nothing may be written for it: reported only
+                        results[i].extend(Result(song.file.song_id, self.options.group(by_name[name]), "failed",
+                                                 error=str(e), path=song.file.relative) for name in song.todo)
+                        continue
                     if not claim.held:
                         continue
                     # decided again under the lease: another run may have finished the song since the plan

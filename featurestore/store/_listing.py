@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Any, Iterable, Iterator
 
 #: metadata documents read at once (small GETs: latency-bound on object stores, cheap locally)
@@ -23,12 +24,41 @@ def _key(root: Any, prefix: str) -> str:
     return f"{base}/{prefix}" if base else prefix
 
 
-def _parse(raw: bytes | None) -> dict[str, Any] | None:
-    try:
-        doc = json.loads(raw) if raw is not None else None
-    except ValueError:
+#: the key of a node document that stands for damage: its value says what (the node is an array whose
+#: ``zarr.json`` is not JSON, or is missing beside its chunks)
+DAMAGED = "damaged"
+#: the folder of an array's chunks (Zarr v3's default chunk key encoding): <node>/c/<i>/<j>...
+CHUNKS = "c"
+_CHUNK_KEY = re.compile(r"^(.*)/c(?:/\d+)+$")
+
+
+#: the cause of an array whose chunks lie in the store without their metadata
+MISSING = "unreadable metadata: zarr.json is missing"
+
+
+def damaged(cause: str) -> dict[str, Any]:
+    return {"node_type": "array", DAMAGED: cause}
+
+
+def parse(raw: bytes | None) -> dict[str, Any] | None:
+    """A node's metadata document; None for an interrupted write (empty, or the start of a JSON object cut
+    off: what a non-atomic writer killed mid-way leaves); a :func:`damaged` document for anything else that
+    is not metadata (junk bytes, another document written over it)."""
+    if raw is None:
         return None
-    return doc if isinstance(doc, dict) else None
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return damaged("unreadable metadata: zarr.json is not text")
+        if not text.strip() or (text.lstrip().startswith("{") and "\x00" not in text):
+            return None
+        return damaged("unreadable metadata: zarr.json is not JSON")
+    if not isinstance(doc, dict) or doc.get("node_type") not in ("array", "group"):
+        return damaged("unreadable metadata: zarr.json is not a Zarr node")
+    return doc
 
 
 def _local_documents(base: str) -> Iterator[tuple[str, dict[str, Any] | None]]:
@@ -36,11 +66,16 @@ def _local_documents(base: str) -> Iterator[tuple[str, dict[str, Any] | None]]:
     (zarr's LocalStore hands each read to a worker thread, which costs more than the read itself);
     an array's chunk folders are not walked."""
     for folder, dirs, files in os.walk(base):
-        if METADATA not in files or folder == base:
+        if folder == base:
+            continue
+        if METADATA not in files:
+            if CHUNKS in dirs:  # an array's chunks without its metadata
+                dirs.clear()
+                yield os.path.relpath(folder, base).replace(os.sep, "/"), damaged(MISSING)
             continue
         try:
             with open(os.path.join(folder, METADATA), "rb") as f:
-                doc = _parse(f.read())
+                doc = parse(f.read())
         except FileNotFoundError:  # removed since the walk saw it
             continue
         if doc is not None and doc.get("node_type") == "array":
@@ -56,11 +91,16 @@ def _remote_documents(store: Any, start: str) -> list[tuple[str, dict[str, Any] 
 
     async def read(key: str) -> tuple[str, dict[str, Any] | None]:
         buf = await store.get(key, prototype=default_buffer_prototype())
-        return key[len(start):-len(METADATA) - 1], None if buf is None else _parse(buf.to_bytes())
+        return key[len(start):-len(METADATA) - 1], None if buf is None else parse(buf.to_bytes())
 
     async def everything() -> list[tuple[str, dict[str, Any] | None]]:
-        keys = [k async for k in store.list_prefix(start) if k.startswith(start) and k.endswith("/" + METADATA)]
-        return await concurrent_map([(k,) for k in keys], read, limit=CONCURRENCY)
+        listed = [k async for k in store.list_prefix(start) if k.startswith(start)]
+        keys = [k for k in listed if k.endswith("/" + METADATA)]
+        nodes = {k[: -len(METADATA) - 1] for k in keys}
+        # an array's chunks (<node>/c/<i>/<j>...) without its zarr.json
+        chunked = {m.group(1) for k in listed if (m := _CHUNK_KEY.match(k))}
+        found = await concurrent_map([(k,) for k in keys], read, limit=CONCURRENCY)
+        return found + [(node[len(start):], damaged(MISSING)) for node in sorted(chunked - nodes)]
 
     return sync(everything())
 

@@ -34,11 +34,13 @@ def group_attributes(description: Mapping[str, Any], group: str, dtype: str) -> 
     return {**description, "group": group, "dtype": dtype}
 
 
-def array_attributes(description: Mapping[str, Any], dims: Sequence[str], n_samples: int, duration_s: float,
-                     source: Mapping[str, Any], dtype: str) -> dict[str, Any]:
-    """One song's array attributes (all but ``complete``): its clock, what computed it, from what, when."""
+def array_attributes(description: Mapping[str, Any], dims: Sequence[str], shape: Sequence[int], n_samples: int,
+                     duration_s: float, source: Mapping[str, Any], dtype: str) -> dict[str, Any]:
+    """One song's array attributes (all but ``complete``): its clock, what computed it, from what, when, and its
+    ``shape`` again (schema 3), so that metadata whose shape was changed is told from the data."""
     attrs: dict[str, Any] = {k: description[k] for k in _ARRAY_KEYS if k in description}
-    attrs.update(dtype=dtype, duration_s=duration_s, n_samples=n_samples, source=dict(source), dims=list(dims))
+    attrs.update(dtype=dtype, duration_s=duration_s, n_samples=n_samples, source=dict(source), dims=list(dims),
+                 shape=[int(n) for n in shape])
     if description.get("feature_names") is not None:
         attrs["feature_names"] = list(description["feature_names"])
     if description.get("coords"):

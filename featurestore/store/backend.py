@@ -16,14 +16,22 @@ from typing import Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
 
+from ..errors import CorruptArray
+
+
+#: what a song's array can be: written whole, interrupted mid-write (the next run redoes it), or damaged
+#: (its metadata cannot be read: ``fstore validate --fix`` removes it, the next run recomputes it)
+COMPLETE, INCOMPLETE, DAMAGED = "complete", "incomplete", "damaged"
+
 
 @dataclass(frozen=True)
 class Capabilities:
-    """What a backend can do."""
+    """What a backend can do: ``writable`` follows how it was opened, ``exclusive_create`` is its storage's."""
 
-    #: runs can write arrays, failures and leases
+    #: runs can write arrays, failures and leases (the backend was opened for writing)
     writable: bool
-    #: a key can be created only where none is, atomically (concurrent runs can share the store through leases)
+    #: the storage creates a key only where none is, atomically, whatever the mode it was opened in (concurrent
+    #: runs can share the store through leases, which need ``writable`` too)
     exclusive_create: bool
 
 
@@ -75,6 +83,9 @@ class ReadBackend(Protocol):
     def model_attrs(self, model: str) -> dict[str, Any]:
         """A group's attributes; KeyError when there is no such group."""
 
+    def states(self, model: str) -> dict[str, str]:
+        """Every array of a group: song id -> :data:`COMPLETE`, :data:`INCOMPLETE` or :data:`DAMAGED`."""
+
     def song_states(self, model: str) -> dict[str, bool]:
         """Every array of a group: song id -> complete."""
 
@@ -82,13 +93,27 @@ class ReadBackend(Protocol):
         """Song ids of a group (only complete arrays unless ``complete_only=False``), sorted."""
 
     def array(self, model: str, song_id: str, complete_only: bool = True) -> StoredArray | None:
-        """One song's array, or None when absent or (by default) incomplete."""
+        """One song's array, or None when absent or (by default) incomplete; raises
+        :class:`~featurestore.errors.CorruptArray` when it is damaged (its reads too)."""
 
     def failures(self, model: str | None = None) -> list[dict[str, Any]]:
         """Recorded failures (model, song_id, error, error_type, time, source), sorted by (model, song_id)."""
 
     def size_on_disk(self, model: str) -> int:
-        """Bytes the group's arrays take."""
+        """Bytes the group's arrays take (0 for a group the store does not hold)."""
 
     def close(self) -> None:
         """Let go of open files and connections."""
+
+
+def songs_and_damage(backend: ReadBackend, model: str) -> tuple[list[str], list[CorruptArray]]:
+    """A group's complete songs, and the error of each array whose metadata is damaged (so a collection or an
+    export that reads the group names it rather than passing over it in silence)."""
+    states = backend.states(model)
+    damage = []
+    for song in sorted(s for s, state in states.items() if state == DAMAGED):
+        try:
+            backend.array(model, song)
+        except CorruptArray as e:
+            damage.append(e)
+    return sorted(s for s, state in states.items() if state == COMPLETE), damage

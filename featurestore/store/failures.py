@@ -1,8 +1,10 @@
 """Recorded failures: why a (song, model) pair could not be computed.
 
 One Zarr group per pair, ``_failures/<model>/<node>``, whose attributes say what failed
-and why; a pair's own node means recording one never rewrites shared metadata. The
-pipeline records and clears them, ``--retry-failed`` and the read API list them.
+and why; a pair's own node means recording one never rewrites shared metadata. Nested song
+ids nest their nodes (``c/x`` lies inside ``c``), so a node may hold another song's record
+below its own: clearing one removes only its own. The pipeline records and clears them,
+``--retry-failed`` and the read API list them.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ import hashlib
 from typing import Any, Mapping
 
 from ._listing import node_metadata
-from ..errors import InvalidSongId, StoreError
+from ..errors import InvalidSongId
 from .layout import FAILURES, now_iso, validate_song_id
+from .remote import store_errors
 
 __all__ = ["FAILURES", "Failures", "failure_node"]
 
@@ -38,14 +41,23 @@ class Failures:
         attrs = {"model": model, "song_id": song_id, "error": error, "error_type": error_type, "time": now_iso()}
         if source is not None:
             attrs["source"] = dict(source)
-        try:
+        with store_errors(f"cannot record a failure in {self.url}"):
             self.root.require_group(f"{FAILURES}/{model}/{failure_node(song_id)}").attrs.update(attrs)
-        except OSError as e:
-            raise StoreError(f"cannot record a failure in {self.url}: {e}") from e
 
     def clear(self, model: str, song_id: str) -> None:
-        """Forget the pair's failure (it has been computed since); no-op when none is recorded."""
-        self._delete(f"{FAILURES}/{model}/{failure_node(song_id)}")
+        """Forget the pair's failure (it has been computed since); no-op when none is recorded.
+
+        A song's node is also the folder of the songs nested under its id (``c`` holds ``c/x``): when it
+        has any, only its own record goes (its attributes), so theirs stay recorded."""
+        path = f"{FAILURES}/{model}/{failure_node(song_id)}"
+        with store_errors(f"cannot update {self.url}"):
+            if path not in self.root:
+                return
+            node = self.root[path]
+            if next(iter(node.keys()), None) is None:
+                del self.root[path]
+            else:
+                node.attrs.put({})
 
     def clear_model(self, model: str) -> None:
         """Forget every failure of a model group (the group is being replaced)."""
@@ -54,16 +66,13 @@ class Failures:
     def list(self, model: str | None = None) -> list[dict[str, Any]]:
         """Every recorded failure (of ``model`` only, if given), as dicts with model, song_id, error,
         error_type, time, source, sorted by (model, song_id)."""
-        try:  # the nodes' metadata in bulk: opening node by node costs round trips per failure
+        # the nodes' metadata in bulk: opening node by node costs round trips per failure
+        with store_errors(f"{self.url}/{FAILURES}: cannot list"):
             nodes = node_metadata(self.root, FAILURES if model is None else f"{FAILURES}/{model}")
-        except OSError as e:
-            raise StoreError(f"{self.url}/{FAILURES}: cannot list ({e})") from e
         out = [doc["attributes"] for doc in nodes.values() if doc is not None and "error" in (doc.get("attributes") or {})]
         return sorted((a for a in out if model is None or a.get("model") == model), key=lambda a: (a["model"], a["song_id"]))
 
     def _delete(self, path: str) -> None:
-        try:
+        with store_errors(f"cannot update {self.url}"):
             if path in self.root:
                 del self.root[path]
-        except OSError as e:
-            raise StoreError(f"cannot update {self.url}: {e}") from e

@@ -15,9 +15,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..errors import StoreError
+from ..errors import CorruptArray, StoreError
 from .attributes import decode
-from .backend import Capabilities, StoredArray
+from .backend import COMPLETE, Capabilities, StoredArray
 from .layout import FAILURES, validate_song_id
 
 #: the first bytes of every HDF5 file (the format's signature), to tell one by its content
@@ -61,8 +61,11 @@ class H5Store:
     def model_attrs(self, model: str) -> dict[str, Any]:
         return decode(self._h5[model].attrs)
 
+    def states(self, model: str) -> dict[str, str]:
+        """Song id → state: an export holds complete arrays only (a damaged one shows when it is read)."""
+        return dict.fromkeys(self.songs(model), COMPLETE)
+
     def song_states(self, model: str) -> dict[str, bool]:
-        """Song id → complete: an export holds complete arrays only."""
         return dict.fromkeys(self.songs(model), True)
 
     def songs(self, model: str, complete_only: bool = True) -> list[str]:
@@ -81,12 +84,19 @@ class H5Store:
         node = self._h5.get(path)
         if not isinstance(node, h5py.Dataset):
             return None
-        return StoredArray(f"{self.url}/{path}", node.shape, node.dtype, node.chunks or node.shape,
-                           decode(node.attrs), node.__getitem__)
+        sid = validate_song_id(song_id)
 
-    def song_attrs(self, model: str, song_id: str) -> dict[str, Any] | None:
-        arr = self.array(model, song_id)
-        return None if arr is None else arr.attrs
+        def read(index: Any) -> Any:
+            """The dataset's values; damage (a Fletcher-32 checksum that does not match, bytes that do not
+            decompress) is a :class:`CorruptArray`, never numbers."""
+            try:
+                return node[index]
+            except (OSError, ValueError, RuntimeError) as e:
+                cause = "checksum mismatch" if "filter" in str(e).lower() else "undecodable bytes"
+                raise CorruptArray(self.url, model, sid, cause, detail=str(e)) from e
+
+        return StoredArray(f"{self.url}/{path}", node.shape, node.dtype, node.chunks or node.shape,
+                           decode(node.attrs), read)
 
     def failures(self, model: str | None = None) -> list[dict[str, Any]]:
         if FAILURES not in self._h5:
@@ -96,8 +106,11 @@ class H5Store:
         return sorted((f for f in out if model is None or f.get("model") == model), key=lambda a: (a["model"], a["song_id"]))
 
     def size_on_disk(self, model: str) -> int:
+        """Bytes the group's datasets take in the file; 0 for a group it does not hold, as the Zarr backend says."""
         import h5py
 
+        if model not in self._h5:
+            return 0
         sizes: list[int] = []
         self._h5[model].visititems(
             lambda name, node: sizes.append(node.id.get_storage_size()) if isinstance(node, h5py.Dataset) else None)

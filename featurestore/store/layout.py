@@ -12,10 +12,12 @@ import numpy as np
 
 from ..errors import InvalidSongId
 
-#: 2 added: the group's ``dtype`` (float32 or float16 storage) and ``group`` name (``--as``); schema-1
-#: stores are read as they are and upgraded in place (attributes only) the first time a run writes to them
-SCHEMA_VERSION = 2
-READABLE_SCHEMAS = (1, 2)
+#: 2 added the group's ``dtype`` (float32 or float16 storage) and ``group`` name (``--as``); 3 gives every new
+#: array a crc32c checksum per chunk, NaN as fill value (a missing chunk never reads as zeros) and every chunk
+#: written (none is left out for equalling the fill value). Stores of older schemas are read as they are and
+#: upgraded in place (root attributes only; their arrays stay as written) the first time a run writes to them
+SCHEMA_VERSION = 3
+READABLE_SCHEMAS = (1, 2, 3)
 
 #: where failures are recorded (:mod:`.failures`) and leases taken (:mod:`.leases`); no song id may take them
 FAILURES = "_failures"
@@ -32,8 +34,14 @@ CHUNK_BYTES = 4 << 20
 #: the four models' outputs (zstd 0/1/3/9 alone, Blosc zstd 3/5 with byte or bit shuffle, lz4) at a write cost
 #: far below any model's compute (README, "Storage size")
 COMPRESSORS = ({"name": "blosc", "configuration": {"cname": "zstd", "clevel": 5, "shuffle": "shuffle"}},)
+#: after compression, a crc32c checksum of each chunk's bytes (Zarr v3's crc32c codec): damage is detected on read
+CHECKSUM = {"name": "crc32c"}
 
 _FORBIDDEN_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
+#: the longest name of one path component on the usual file systems (ext4, XFS, Btrfs, ZFS, APFS: 255 bytes)
+MAX_NAME_BYTES = 255
+#: what the song's ``.npy`` export adds to the last component of its id
+EXPORT_SUFFIX = ".npy"
 
 
 def now_iso() -> str:
@@ -45,7 +53,10 @@ def validate_song_id(song_id: str) -> str:
     """Return ``song_id`` (NFC-normalised) if it is a safe relative Zarr path, else raise InvalidSongId.
 
     Rejected: empty ids, absolute paths, ``.``/``..``/empty components, backslashes, control
-    characters, and components Zarr reserves (starting with ``__``) or that fstore uses (``_failures``).
+    characters, components Zarr reserves (starting with ``__``) or that fstore uses (``_failures``), and
+    components longer than a file name may be (:data:`MAX_NAME_BYTES` in UTF-8; the last one 4 bytes
+    less, for its ``.npy`` export): the store's node, the song's lease and failure record are named
+    by them, and would fail only when written.
     """
     if not isinstance(song_id, str) or not song_id:
         raise InvalidSongId(f"invalid song id {song_id!r}: empty")
@@ -54,11 +65,16 @@ def validate_song_id(song_id: str) -> str:
         raise InvalidSongId(f"invalid song id {song_id!r}: absolute paths are not allowed")
     if _FORBIDDEN_CHARS.search(sid):
         raise InvalidSongId(f"invalid song id {song_id!r}: backslashes and control characters are not allowed")
-    for part in sid.split("/"):
+    parts = sid.split("/")
+    for i, part in enumerate(parts):
         if part in ("", ".", ".."):
             raise InvalidSongId(f"invalid song id {song_id!r}: empty, '.' or '..' path components are not allowed")
         if part.startswith("__") or part in (*RESERVED, "zarr.json"):
             raise InvalidSongId(f"invalid song id {song_id!r}: component {part!r} is reserved")
+        limit = MAX_NAME_BYTES - (len(EXPORT_SUFFIX) if i == len(parts) - 1 else 0)
+        if len(part.encode()) > limit:
+            raise InvalidSongId(f"invalid song id {sid[:40]!r}…: a component of {len(part.encode())} bytes, longer "
+                                f"than a file name may be ({limit} bytes in UTF-8 for this one)")
     return sid
 
 

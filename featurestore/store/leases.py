@@ -14,6 +14,12 @@ process is gone (same host), is stale. Taking a stale lease over first creates, 
 the marker ``_leases/__takeover/<song_id>/<dead run>-<dead time>``: of several runs that see
 the same dead lease, one wins the marker and replaces the lease; the others leave the song.
 Releasing a lease removes the folders it leaves empty.
+
+On an object store a request whose answer was lost (a connection reset, a timeout) may have been
+applied, and the client's retry of an exclusive create then finds the object there: a lease or takeover
+marker found under this run's own id is this run's. A store that fails past the client's retries
+(:mod:`.remote`) fails the claim; a release that fails so leaves the lease unrenewed, stale within
+:data:`MISSED_BEATS` beats.
 """
 
 from __future__ import annotations
@@ -27,9 +33,10 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-from ..errors import StoreError
+from ..errors import StoreError, TransientStoreError
 from .backend import Capabilities
 from .layout import LEASES
+from .remote import storage_options as with_settings, store_errors
 
 TAKEOVERS = f"{LEASES}/__takeover"  # "__" never starts a song id
 BEAT_ENV = "FSTORE_LEASE_BEAT_S"
@@ -45,7 +52,7 @@ def has_exclusive_create(url: str, storage_options: Mapping[str, Any] | None = N
     from fsspec.implementations.local import LocalFileSystem
     from fsspec.implementations.memory import MemoryFileSystem
 
-    fs, _ = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
+    fs, _ = fsspec.core.url_to_fs(url, **with_settings(url, storage_options))
     if isinstance(fs, (LocalFileSystem, MemoryFileSystem)):
         return True
     try:
@@ -53,6 +60,11 @@ def has_exclusive_create(url: str, storage_options: Mapping[str, Any] | None = N
     except ImportError:
         return False
     return isinstance(fs, S3FileSystem)
+
+
+def group_lease(group: str) -> str:
+    """The lease id under which ``--overwrite`` holds a whole group (no song id starts with "__")."""
+    return f"__group/{group}"
 
 
 def beat_seconds() -> float:
@@ -136,7 +148,7 @@ class Leases:
 
         self.url = url
         self.capabilities = capabilities or Capabilities(True, has_exclusive_create(url, storage_options))
-        self.fs, self.root = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
+        self.fs, self.root = fsspec.core.url_to_fs(url, **with_settings(url, storage_options))
         self.local = isinstance(self.fs, LocalFileSystem)
         self._group_made = False
 
@@ -154,22 +166,25 @@ class Leases:
         return f"{LEASES}/{song_id}/zarr.json"
 
     # -- primitive operations --------------------------------------------------------------------
-    def _create(self, key: str, data: bytes) -> bool:
-        """Write ``key`` only if it does not exist; True if this call created it."""
+    def create(self, key: str, data: bytes) -> bool:
+        """Write ``key`` (below the store's root) only if it does not exist, atomically; True if this call
+        created it. Leases are claimed this way, and a new model group's configuration is fixed this way."""
+        self._writable()
         path = self._path(key)
-        try:
-            if self.local:
-                self._link_exclusive(path, data)
-            else:
-                self.fs.pipe_file(path, data, mode="create")
-        except FileExistsError:
-            return False
-        except PermissionError as e:
-            raise StoreError(f"{self.url}: cannot take a lease, the store is read-only ({e})") from e
-        except OSError as e:
-            if "PreconditionFailed" in str(e) or "412" in str(e):  # S3's answer to If-None-Match: *
+        with store_errors(f"{self.url}: cannot write {key}"):
+            try:
+                if self.local:
+                    self._link_exclusive(path, data)
+                else:
+                    self.fs.pipe_file(path, data, mode="create")
+            except FileExistsError:
                 return False
-            raise StoreError(f"{self.url}: cannot take a lease ({e})") from e
+            except PermissionError as e:
+                raise StoreError(f"{self.url}: cannot write {key}, the store is read-only ({e})") from e
+            except OSError as e:
+                if "PreconditionFailed" in str(e) or "412" in str(e):  # S3's answer to If-None-Match: *
+                    return False
+                raise
         return True
 
     @staticmethod
@@ -196,26 +211,29 @@ class Leases:
         raise OSError(f"{path}: its folder keeps disappearing")
 
     def _read(self, key: str) -> dict[str, Any] | None:
-        try:
-            return json.loads(self.fs.cat_file(self._path(key)))["attributes"]
-        except (FileNotFoundError, ValueError, KeyError):
-            return None
+        with store_errors(f"{self.url}: cannot read a lease"):
+            try:
+                return json.loads(self.fs.cat_file(self._path(key)))["attributes"]
+            except (FileNotFoundError, ValueError, KeyError):
+                return None
 
     def _write(self, key: str, data: bytes) -> None:
         path = self._path(key)
-        if self.local:  # readers see the old lease or the new one, never half of one
-            tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
-            with open(tmp, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        else:
-            self.fs.pipe_file(path, data)
+        with store_errors(f"{self.url}: cannot renew a lease"):
+            if self.local:  # readers see the old lease or the new one, never half of one
+                tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                os.replace(tmp, path)
+            else:
+                self.fs.pipe_file(path, data)
 
     def _delete(self, key: str) -> None:
-        try:
-            self.fs.rm_file(self._path(key))
-        except FileNotFoundError:
-            pass
+        with store_errors(f"{self.url}: cannot release a lease"):
+            try:
+                self.fs.rm_file(self._path(key))
+            except FileNotFoundError:
+                pass
         self._prune(os.path.dirname(self._path(key)))
 
     def _prune(self, folder: str) -> None:
@@ -233,58 +251,78 @@ class Leases:
 
     # -- leases ----------------------------------------------------------------------------------
     @staticmethod
-    def _doc(run_id: str) -> bytes:
+    def _doc(run_id: str, groups: Sequence[str] = ()) -> bytes:
         lease = {"run": run_id, "host": socket.gethostname(), "pid": os.getpid(), "time": time.time(),
-                 "beat": beat_seconds()}
+                 "beat": beat_seconds(), "groups": list(groups)}
         return json.dumps({"zarr_format": 3, "node_type": "group", "attributes": lease}).encode()
 
     def owner(self, song_id: str) -> dict[str, Any] | None:
         return self._read(self._lease_key(song_id))
 
-    def claim(self, song_id: str, run_id: str) -> Claim:
+    def claim(self, song_id: str, run_id: str, groups: Sequence[str] = ()) -> Claim:
         """Claim a song for ``run_id``: ``with leases.claim(song, run) as claim: if claim.held: ...``."""
-        return Claim(self, song_id, run_id, self.acquire(song_id, run_id))
+        return Claim(self, song_id, run_id, self.acquire(song_id, run_id, groups))
 
-    def acquire(self, song_id: str, run_id: str) -> dict[str, Any] | None:
-        """Claim a song for ``run_id``; None on success (the heartbeat keeps it), else the live owner's lease."""
+    def acquire(self, song_id: str, run_id: str, groups: Sequence[str] = ()) -> dict[str, Any] | None:
+        """Claim a song for ``run_id`` (which writes to ``groups``, recorded in the lease); None on success
+        (the heartbeat keeps it), else the live owner's lease.
+
+        Raises TransientStoreError when the store fails past the client's retries, after releasing the
+        lease this call may have created."""
         self._writable()
+        try:
+            return self._acquire(song_id, run_id, groups)
+        except TransientStoreError:
+            self.release(song_id, run_id)
+            raise
+
+    def _acquire(self, song_id: str, run_id: str, groups: Sequence[str]) -> dict[str, Any] | None:
         if not self._group_made:  # `_leases` is a Zarr group, so Zarr tools listing the store do not trip on it
-            self._create(f"{LEASES}/zarr.json", b'{"zarr_format": 3, "node_type": "group", "attributes": {}}')
+            self.create(f"{LEASES}/zarr.json", b'{"zarr_format": 3, "node_type": "group", "attributes": {}}')
             self._group_made = True
         key = self._lease_key(song_id)
         for _ in range(2):
-            if self._create(key, self._doc(run_id)):
+            if self.create(key, self._doc(run_id, groups)):
                 _heartbeat.hold(self, song_id, run_id)
                 return None
             owner = self._read(key)
             if owner is None:  # released between our create and read: claim again
                 continue
-            if owner.get("run") == run_id:
+            if owner.get("run") == run_id:  # this run's: its own create, applied though the answer was lost
+                _heartbeat.hold(self, song_id, run_id)
                 return None
             if not is_stale(owner):
                 return owner
             marker = f"{TAKEOVERS}/{song_id}/{owner.get('run')}-{owner.get('time')}"
-            if not self._create(marker, self._doc(run_id)):
+            if not self.create(marker, self._doc(run_id)) and (self._read(marker) or {}).get("run") != run_id:
                 return owner  # another run is taking this dead lease over
             if self._read(key) == owner:
                 self._delete(key)
         return self._read(key) or {"run": "unknown"}
 
     def release(self, song_id: str, run_id: str) -> None:
-        """Give up ``run_id``'s claim on a song (no-op if that run does not hold it)."""
+        """Give up ``run_id``'s claim on a song (no-op if that run does not hold it).
+
+        The heartbeat lets it go first; if the store then fails past the client's retries, the lease
+        is left to go stale (any run takes it over after :data:`MISSED_BEATS` beats) rather than fail
+        the writes it guarded."""
         _heartbeat.drop(self, song_id, run_id)
-        owner = self.owner(song_id)
-        if owner is not None and owner.get("run") == run_id:
-            self._delete(self._lease_key(song_id))
-        self._clear_takeovers(song_id)
+        try:
+            owner = self.owner(song_id)
+            if owner is not None and owner.get("run") == run_id:
+                self._delete(self._lease_key(song_id))
+            self._clear_takeovers(song_id)
+        except TransientStoreError:
+            pass
 
     def _clear_takeovers(self, song_id: str) -> None:
         path = self._path(f"{TAKEOVERS}/{song_id}")
-        try:
-            for p in self.fs.ls(path, detail=False):
-                self.fs.rm_file(p)
-        except FileNotFoundError:
-            return
+        with store_errors(f"{self.url}: cannot release a lease"):
+            try:
+                for p in self.fs.ls(path, detail=False):
+                    self.fs.rm_file(p)
+            except FileNotFoundError:
+                return
         self._prune(path)
 
     def renew(self, song_id: str, run_id: str) -> bool:
@@ -293,16 +331,17 @@ class Leases:
         owner = self._read(key)
         if owner is None or owner.get("run") != run_id:
             return False
-        self._write(key, self._doc(run_id))
+        self._write(key, self._doc(run_id, owner.get("groups") or ()))
         return True
 
     def held(self) -> list[dict[str, Any]]:
         """Every lease in the store: its song_id, run, host, pid, time, beat, and whether it is stale."""
         base = self._path(LEASES)
-        try:
-            paths = self.fs.find(base)
-        except FileNotFoundError:
-            return []
+        with store_errors(f"{self.url}: cannot list the leases"):
+            try:
+                paths = self.fs.find(base)
+            except FileNotFoundError:
+                return []
         out = []
         for p in paths:
             rel = p[len(base.lstrip("/")) if not p.startswith("/") else len(base):].strip("/")
@@ -313,6 +352,21 @@ class Leases:
             if lease is not None:
                 out.append({"song_id": song_id, **lease, "stale": is_stale(lease)})
         return sorted(out, key=lambda d: d["song_id"])
+
+    def working_on(self, group: str, besides: str) -> list[dict[str, Any]]:
+        """The live leases of runs other than ``besides`` that write to ``group`` (or do not say which groups)."""
+        return [lease for lease in self.held() if not lease["stale"] and lease["run"] != besides
+                and not lease["song_id"].startswith("__") and group in (lease.get("groups") or [group])]
+
+    def clear_stale(self, song_ids: set[str], run_id: str) -> int:
+        """Free the stale leases of ``song_ids`` (left by runs that died after writing a song, before letting
+        it go) through the takeover protocol, so a live run's lease is never touched; how many went."""
+        cleared = 0
+        for lease in self.held():
+            if lease["stale"] and lease["song_id"] in song_ids and self.acquire(lease["song_id"], run_id) is None:
+                self.release(lease["song_id"], run_id)
+                cleared += 1
+        return cleared
 
     def force_release(self, song_id: str) -> None:
         """Remove a song's lease whoever holds it (``fstore leases --release``)."""

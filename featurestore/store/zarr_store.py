@@ -24,18 +24,22 @@ of models: attributes come built (:mod:`.attributes`).
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+import itertools
+import json
+import os
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import ConfigurationMismatch, InvalidSongId, StoreError
-from ._listing import node_metadata, prefix_size
+from ..errors import ConfigurationMismatch, CorruptArray, InvalidSongId, SongRewritten, StoreError
+from ._listing import CHUNKS, DAMAGED, node_metadata, parse, prefix_size
 from .attributes import configuration_differences, configuration_key
-from .backend import Capabilities, StoredArray
+from .backend import COMPLETE, DAMAGED as DAMAGED_STATE, INCOMPLETE, Capabilities, StoredArray
 from .failures import Failures
-from .layout import COMPRESSORS, READABLE_SCHEMAS, RESERVED, SCHEMA_VERSION, STORAGE_DTYPES, now_iso, time_chunk, \
-    validate_song_id
+from .layout import CHECKSUM, COMPRESSORS, READABLE_SCHEMAS, RESERVED, SCHEMA_VERSION, STORAGE_DTYPES, now_iso, \
+    time_chunk, validate_song_id
 from .leases import Leases, has_exclusive_create
+from .remote import storage_options as with_settings, store_errors
 
 #: how a store is opened: ``r`` reads an existing store, ``r+`` also writes to it, ``a`` writes to it or
 #: creates it where nothing is (only ``fstore extract`` creates stores)
@@ -47,18 +51,17 @@ def location(url: str, storage_options: Mapping[str, Any] | None = None) -> str:
     "file", or "other" (a folder or prefix holding something else)."""
     import fsspec
 
-    try:
-        fs, path = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
-        path = path.rstrip("/")
-        if fs.isfile(path):
-            return "file"
-        if fs.isfile(f"{path}/zarr.json"):
-            return "zarr"
-        return "other" if fs.exists(path) and fs.ls(path, detail=False) else "absent"
-    except FileNotFoundError:
-        return "absent"
-    except OSError as e:
-        raise StoreError(f"{url}: cannot open ({e})") from e
+    with store_errors(f"{url}: cannot open"):
+        try:
+            fs, path = fsspec.core.url_to_fs(url, **with_settings(url, storage_options))
+            path = path.rstrip("/")
+            if fs.isfile(path):
+                return "file"
+            if fs.isfile(f"{path}/zarr.json"):
+                return "zarr"
+            return "other" if fs.exists(path) and fs.ls(path, detail=False) else "absent"
+        except FileNotFoundError:
+            return "absent"
 
 
 class FeatureStore:
@@ -85,11 +88,13 @@ class FeatureStore:
         if found == "absent" and mode != "a":
             raise StoreError(f"{self.url}: no fstore store here")
         try:
-            self._root = self._open_root("a" if found == "absent" else "r" if mode == "r" else "r+")
-        except FileNotFoundError as e:
-            raise StoreError(f"{self.url}: no store here") from e
-        except OSError as e:
-            raise StoreError(f"{self.url}: cannot open ({e})") from e
+            with store_errors(f"{self.url}: cannot open"):
+                try:
+                    self._root = self._open_root("a" if found == "absent" else "r" if mode == "r" else "r+")
+                except FileNotFoundError as e:
+                    raise StoreError(f"{self.url}: no store here") from e
+        except StoreError:
+            raise
         except Exception as e:  # zarr raises a variety of errors for non-stores
             raise StoreError(f"{self.url}: cannot open as a Zarr store ({e})") from e
         self._leases: Leases | None = None
@@ -108,15 +113,17 @@ class FeatureStore:
             raise StoreError(f"{self.url}: written by a newer fstore (schema {attrs['schema_version']}); upgrade fstore")
         elif attrs["schema_version"] < SCHEMA_VERSION and mode != "r":
             self._write_root_attrs({"schema_version": SCHEMA_VERSION, "upgraded_from": attrs["schema_version"]})
+        # writable is how this store was opened; exclusive_create is what its storage can do, whatever the mode
+        # (as zarr's Store declares supports_writes beside read_only)
         self.capabilities = Capabilities(writable=mode != "r",
-                                         exclusive_create=mode != "r" and has_exclusive_create(self.url, self.storage_options))
+                                         exclusive_create=has_exclusive_create(self.url, self.storage_options))
 
     def _open_root(self, mode: str) -> Any:
         """The root group (``mode`` is zarr's); with ``a``, one that another run created at the same moment is opened."""
         import zarr
         from zarr.errors import ContainsGroupError
 
-        options = dict(self.storage_options or {}) or None
+        options = with_settings(self.url, self.storage_options) or None
         try:
             return zarr.open_group(self.url, mode=mode, storage_options=options)
         except ContainsGroupError:  # created by another run between zarr's look and its create
@@ -125,10 +132,8 @@ class FeatureStore:
             return zarr.open_group(self.url, mode="r+", storage_options=options)
 
     def _write_root_attrs(self, attrs: Mapping[str, Any], what: str = "cannot write") -> None:
-        try:
+        with store_errors(f"{self.url}: {what}"):
             self._root.attrs.update(dict(attrs))
-        except OSError as e:
-            raise StoreError(f"{self.url}: {what} ({e})") from e
 
     def root_attrs(self) -> dict[str, Any]:
         return self._root.attrs.asdict()
@@ -156,82 +161,195 @@ class FeatureStore:
         if old and configuration_key(old) != configuration_key(attrs):
             raise ConfigurationMismatch(self.url, group, configuration_differences(old, attrs))
 
-    def ensure_model(self, group: str, attrs: Mapping[str, Any], replace: bool = False) -> tuple[int, int]:
-        """Create a model's group (coordinator only, before songs are written).
+    def ensure_model(self, group: str, attrs: Mapping[str, Any]) -> None:
+        """Make a model's group with its configuration ``attrs``, or check the one it has (coordinator only,
+        before songs are written).
 
-        A group holds one configuration: if it exists with another one, ``replace=False`` raises
-        :class:`ConfigurationMismatch` and ``replace=True`` deletes its arrays and failures first.
-        Returns the (arrays, failures) removed.
+        A group holds one configuration, fixed by the run that creates it: its ``zarr.json`` is created
+        exclusively (as a lease is), so of several runs starting together on a new store one wins and the
+        others, if their configuration differs, get :class:`ConfigurationMismatch`. A group of the same
+        configuration whose attributes differ otherwise (one an older schema wrote) gets the new ones.
         """
-        removed = (0, 0)
-        if replace and group in self._root:
-            removed = self.remove_group(group)
-        self.check_model(group, attrs)
-        from zarr.errors import ContainsGroupError
+        doc = {"zarr_format": 3, "node_type": "group", "attributes": dict(attrs)}
+        if self.leases.create(f"{group}/zarr.json", json.dumps(doc).encode()):
+            return
+        old = self.model_attrs(group)
+        if old and configuration_key(old) != configuration_key(attrs):
+            raise ConfigurationMismatch(self.url, group, configuration_differences(old, attrs))
+        if old != dict(attrs):
+            self._put_group_attrs(group, attrs)
 
-        try:
-            try:
-                node = self._root.require_group(group)
-            except ContainsGroupError:  # another run's coordinator created it between zarr's look and its create
-                node = self._root[group]
-            if node.attrs.asdict() != dict(attrs):
-                node.attrs.put(dict(attrs))
-        except OSError as e:
-            raise StoreError(f"cannot write the {group} group to {self.url}: {e}") from e
-        return removed
+    def replace_model(self, group: str, attrs: Mapping[str, Any], run_id: str) -> tuple[int, int]:
+        """``--overwrite``: give ``group`` the configuration ``attrs`` and delete its arrays and failures; return
+        how many (arrays, failures) went.
 
-    def remove_group(self, group: str) -> tuple[int, int]:
-        """Delete a model group and its recorded failures; return how many (arrays, failures) went."""
-        arrays = len(self.songs(group, complete_only=False))
+        Refused (:class:`StoreError`, nothing changed) while another live run works on the group (its song
+        leases say which groups it writes). The group's attributes are replaced in one write (never absent or
+        empty, so a run starting meanwhile sees the old configuration or the new one), then each array is
+        deleted under its song's lease, so no array a run is writing is deleted under it (and a run writing
+        with the old configuration stops at its next write: :meth:`check_configuration`). The caller holds
+        the group's lease (``group_lease``) for its whole run, so a second ``--overwrite`` cannot interleave.
+        """
+        if group not in self.models():
+            self.ensure_model(group, attrs)
+            return 0, 0
+        busy = self.leases.working_on(group, besides=run_id)
+        if busy:
+            lease = busy[0]
+            raise StoreError(f"{self.url}: run {lease['run']} ({lease.get('host')}:{lease.get('pid')}) is working on "
+                             f"{lease['song_id']} of the {group} group (and {len(busy) - 1} more songs); --overwrite "
+                             "needs the group to itself: run it again once that run has ended")
+        self._put_group_attrs(group, attrs)
+        songs = self.songs(group, complete_only=False) + sorted(self.damaged(group))
+        for song in songs:
+            with self.leases.claim(song, run_id, (group,)) as claim:
+                if not claim.held:  # a run that started meanwhile: it stops at its first write (the configuration)
+                    continue
+                self.remove(group, song)
         failures = len(self.failures(group))
-        try:
-            del self._root[group]
-        except OSError as e:
-            raise StoreError(f"cannot remove the {group} group from {self.url}: {e}") from e
         self._failures.clear_model(group)
-        return arrays, failures
+        return len(songs), failures
+
+    def check_configuration(self, group: str, attrs: Mapping[str, Any]) -> None:
+        """Raise :class:`ConfigurationMismatch` unless ``group`` still has the configuration of ``attrs``: a run
+        checks this before each write, under the song's lease, so a group replaced meanwhile by a run of another
+        configuration never gets an array of this one."""
+        current = self.model_attrs(group) if group in self.models() else {}
+        if configuration_key(current) != configuration_key(attrs):
+            raise ConfigurationMismatch(self.url, group, configuration_differences(current, attrs))
+
+    def _put_group_attrs(self, group: str, attrs: Mapping[str, Any]) -> None:
+        """Replace a group's attributes in one write of its ``zarr.json`` (never empty meanwhile)."""
+        with store_errors(f"cannot write the {group} group to {self.url}"):
+            self._root[group].attrs.put(dict(attrs))
 
     def size_on_disk(self, model: str) -> int:
         """Bytes the group's arrays take in the store (compressed chunks and metadata)."""
         return prefix_size(self._root, model)
 
     # -- songs -----------------------------------------------------------------------------------
-    def song_states(self, model: str) -> dict[str, bool]:
-        """Every array of ``model``: song id → complete (an unreadable array metadata counts as incomplete).
-
-        Reads the arrays' metadata in bulk (:mod:`._listing`) rather than opening node by node."""
-        try:
+    def _arrays(self, model: str) -> dict[str, dict[str, Any] | None]:
+        """Every array node of ``model``: song id → its metadata document (None: an interrupted write), read in
+        bulk (:mod:`._listing`) rather than node by node."""
+        with store_errors(f"{self.url}/{model}: cannot list"):
             nodes = node_metadata(self._root, model)
-        except OSError as e:
-            raise StoreError(f"{self.url}/{model}: cannot list ({e})") from e
-        return {name: doc is not None and (doc.get("attributes") or {}).get("complete") is True
-                for name, doc in nodes.items() if doc is None or doc.get("node_type") == "array"}
+        return {name: doc for name, doc in nodes.items() if doc is None or doc.get("node_type") == "array"}
+
+    def states(self, model: str) -> dict[str, str]:
+        """Every array of ``model``: song id → "complete", "incomplete" (an interrupted write) or "damaged"
+        (metadata that cannot be read, or chunks without it)."""
+        return {name: DAMAGED_STATE if doc is not None and DAMAGED in doc else
+                COMPLETE if doc is not None and (doc.get("attributes") or {}).get("complete") is True else INCOMPLETE
+                for name, doc in self._arrays(model).items()}
+
+    def song_states(self, model: str) -> dict[str, bool]:
+        """Every array of ``model``: song id → complete."""
+        return {name: state == COMPLETE for name, state in self.states(model).items()}
 
     def songs(self, model: str, complete_only: bool = True) -> list[str]:
         """Song ids stored for ``model`` (only complete arrays unless ``complete_only=False``)."""
         return sorted(song for song, complete in self.song_states(model).items() if complete or not complete_only)
 
+    def damaged(self, model: str) -> dict[str, str]:
+        """Arrays of ``model`` whose metadata cannot be read (junk over ``zarr.json``, or chunks without it):
+        song id → cause. An interrupted write is not damage: it is incomplete."""
+        return {name: doc[DAMAGED] for name, doc in self._arrays(model).items() if doc is not None and DAMAGED in doc}
+
     def array(self, model: str, song_id: str, complete_only: bool = True) -> StoredArray | None:
-        """The array of (model, song), or None when absent, unreadable or (by default) incomplete."""
+        """The array of (model, song), or None when absent or (by default) incomplete.
+
+        Raises :class:`CorruptArray` when its metadata cannot be read; with ``complete_only`` (what readers
+        ask for) also when its chunks lie in the store without it. Its reads raise :class:`CorruptArray`
+        for a missing chunk, a checksum mismatch or bytes that do not decode.
+        """
         import zarr
 
-        path = f"{model}/{validate_song_id(song_id)}"
-        try:
-            node = self._root[path]
-        except KeyError:
-            return None
-        except (ValueError, TypeError):  # truncated or invalid metadata from an interrupted write
-            return None
-        except OSError as e:  # permissions, network: not "absent", or caching would recompute everything
-            raise StoreError(f"{self.url}/{path}: cannot read ({e})") from e
+        sid = validate_song_id(song_id)
+        path = f"{model}/{sid}"
+        # permissions, network: not "absent", or caching would recompute everything
+        with store_errors(f"{self.url}/{path}: cannot read"):
+            try:
+                node = self._root[path]
+            except KeyError:
+                if complete_only and self._has_chunks(path):
+                    raise CorruptArray(self.url, model, sid, "unreadable metadata",
+                                       detail="zarr.json is missing") from None
+                return None
+            except (ValueError, TypeError) as e:  # metadata that zarr cannot parse: interrupted, or damaged
+                doc = parse(self._raw(f"{path}/zarr.json"))
+                if doc is not None and DAMAGED in doc:
+                    raise CorruptArray(self.url, model, sid, "unreadable metadata", detail=str(e)) from e
+                return None
         if not isinstance(node, zarr.Array):
             return None
         attrs = node.attrs.asdict()
         if complete_only and attrs.get("complete") is not True:
             return None
+        if "shape" in attrs and list(attrs["shape"]) != list(node.shape):
+            raise CorruptArray(self.url, model, sid, "shape mismatch",
+                               detail=f"its metadata gives shape {list(node.shape)}, it was written as {attrs['shape']}")
         names = node.metadata.dimension_names
-        return StoredArray(f"{self.url}/{path}", node.shape, node.dtype, node.chunks, attrs, node.__getitem__,
-                           tuple(names) if names is not None else None)
+        return StoredArray(f"{self.url}/{path}", node.shape, node.dtype, node.chunks, attrs,
+                           _DamageNamingReader(self, node, model, sid), tuple(names) if names is not None else None)
+
+    def _raw(self, key: str) -> bytes | None:
+        """The bytes stored at ``key`` (below the root), or None."""
+        from zarr.core.buffer import default_buffer_prototype
+        from zarr.core.sync import sync
+
+        full = f"{self._root.store_path.path}/{key}".lstrip("/")
+        buf = sync(self._root.store.get(full, prototype=default_buffer_prototype()))
+        return None if buf is None else buf.to_bytes()
+
+    def _has_chunks(self, path: str) -> bool:
+        """Whether chunk keys lie under ``path`` (an array's data without its metadata)."""
+        from zarr.core.sync import sync
+
+        prefix = f"{self._root.store_path.path}/{path}/{CHUNKS}/".lstrip("/")
+
+        async def first() -> bool:
+            async for _ in self._root.store.list_prefix(prefix):
+                return True
+            return False
+
+        return sync(first())
+
+    def chunks_beyond_shape(self, model: str, song_id: str) -> list[str]:
+        """Chunk keys stored under an array that lie outside the chunk grid its metadata gives (its shape was
+        changed, or chunks of another array were put there): metadata that disagrees with the data."""
+        import zarr
+
+        path = f"{model}/{validate_song_id(song_id)}"
+        node = self._root[path]
+        if not isinstance(node, zarr.Array):
+            return []
+        grid = [-(-n // c) for n, c in zip(node.shape, node.chunks)]
+        prefix = f"{self._root.store_path.path}/{path}/{CHUNKS}/".lstrip("/")
+        from zarr.core.sync import sync
+
+        async def listed() -> list[str]:
+            return [k async for k in self._root.store.list_prefix(prefix)]
+
+        beyond = []
+        for key in sync(listed()):
+            parts = key[len(prefix):].split("/")
+            if len(parts) != len(grid) or not all(p.isdigit() for p in parts) or \
+                    any(int(p) >= g for p, g in zip(parts, grid)):
+                beyond.append(f"{path}/{CHUNKS}/{key[len(prefix):]}")
+        return sorted(beyond)
+
+    def chunks_present(self, keys: Sequence[str]) -> list[bool]:
+        """Whether each chunk key (below the root) exists in the store."""
+        from zarr.core.common import concurrent_map
+        from zarr.core.sync import sync
+        from zarr.storage import LocalStore
+
+        base = self._root.store_path.path
+        full = [f"{base}/{k}".lstrip("/") for k in keys]
+        store = self._root.store
+        if isinstance(store, LocalStore):
+            return [os.path.exists(os.path.join(store.root, k)) for k in full]
+        return list(sync(concurrent_map([(k,) for k in full], store.exists)))
 
     def song_attrs(self, model: str, song_id: str) -> dict[str, Any] | None:
         """A song's array attributes, complete or not (None when there is no array)."""
@@ -244,7 +362,8 @@ class FeatureStore:
         ``attrs`` are the array's attributes (:func:`~.attributes.array_attributes`): their ``dims`` name
         the data's axes and their ``dtype`` (float32 or float16, default float32) is how it is stored.
         Raises StoreError when the store cannot be written (read-only, disk full): such an error stops
-        a run, unlike a bad audio file.
+        a run, unlike a bad audio file; TransientStoreError when the network or the server failed, which
+        fails this song only (:mod:`.remote`).
         """
         dims, dtype = tuple(attrs["dims"]), str(attrs.get("dtype", "float32"))
         if dtype not in STORAGE_DTYPES:
@@ -253,22 +372,22 @@ class FeatureStore:
         data = np.ascontiguousarray(data, dtype=dtype)
         if len(dims) != data.ndim:
             raise ValueError(f"dims {dims} do not match data of shape {data.shape}")
-        self._check_no_collision(model, sid)
-        try:
+        with store_errors(f"cannot write {model}/{sid} to {self.url}"):
+            self._check_no_collision(model, sid)
             arr = self._root.create_array(
                 f"{model}/{sid}",
                 shape=data.shape,
                 dtype=dtype,
                 chunks=time_chunk(data.shape, dims.index("time"), data.itemsize),
-                compressors=COMPRESSORS,
+                compressors=(*COMPRESSORS, CHECKSUM),
+                fill_value=np.nan,  # a chunk that goes missing reads as NaN, never as plausible zeros
+                config={"write_empty_chunks": True},  # every chunk is stored: a missing one is always damage
                 dimension_names=dims,
                 attributes=dict(attrs),
                 overwrite=True,
             )
             arr[...] = data
             arr.attrs["complete"] = True
-        except OSError as e:
-            raise StoreError(f"cannot write {model}/{sid} to {self.url}: {e}") from e
 
     def _check_no_collision(self, model: str, sid: str) -> None:
         """A song id must not be a folder of other songs, nor lie inside another song ("a" vs "a/b")."""
@@ -284,9 +403,14 @@ class FeatureStore:
             raise InvalidSongId(f"song id {sid!r} is also a folder of songs; rename the file or the folder")
 
     def remove(self, model: str, song_id: str) -> None:
-        path = f"{model}/{validate_song_id(song_id)}"
-        if path in self._root:
-            del self._root[path]
+        """Delete a song's array, whatever state its metadata is in (an interrupted or a damaged one too)."""
+        from zarr.core.sync import sync
+
+        path = f"{self._root.store_path.path}/{model}/{validate_song_id(song_id)}".lstrip("/")
+        try:
+            sync(self._root.store.delete_dir(path))
+        except OSError as e:
+            raise StoreError(f"cannot remove {model}/{song_id} from {self.url}: {e}") from e
 
     # -- failures (a unit of their own: failures.py) ---------------------------------------------
     def record_failure(self, model: str, song_id: str, error: str, error_type: str, source: Mapping[str, Any] | None) -> None:
@@ -308,3 +432,99 @@ class FeatureStore:
         if self._leases is None:
             self._leases = Leases(self.url, self.storage_options, self.capabilities)
         return self._leases
+
+
+class _DamageNamingReader:
+    """Reads of one Zarr array that never return damage as numbers: a chunk missing, a checksum that does
+    not match, or bytes that do not decode raise :class:`CorruptArray` naming the chunk.
+
+    A missing chunk reads as the fill value (NaN for arrays of schema 3, 0 before), so only a chunk whose
+    values read back as nothing but the fill value is looked up in the store: a normal read costs no
+    extra request. A decode failure is traced to its chunk by reading the touched chunks one by one.
+    """
+
+    def __init__(self, store: FeatureStore, node: Any, group: str, song_id: str) -> None:
+        self.store, self.node, self.group, self.song_id = store, node, group, song_id
+
+    def __call__(self, index: Any) -> np.ndarray:
+        try:
+            return self._read(index)
+        except CorruptArray:
+            if self._rewritten():  # another run replaced the array while it was read: not damage
+                raise SongRewritten(self.store.url, self.group, self.song_id) from None
+            raise
+
+    def _read(self, index: Any) -> np.ndarray:
+        touched = _touched_chunks(self.node.shape, self.node.chunks, index)
+        try:
+            values = np.asarray(self.node[index])
+        except (ValueError, RuntimeError, TypeError) as e:
+            raise self._locate(touched, e) from e
+        suspects = [c for c in touched if _only_fill(self.node, index, values, c)]
+        if suspects:
+            keys = [self._key(c) for c in suspects]
+            for key, present in zip(keys, self.store.chunks_present(keys)):
+                if not present:
+                    raise CorruptArray(self.store.url, self.group, self.song_id, "missing chunk", key)
+        return values
+
+    def _rewritten(self) -> bool:
+        """Whether the array's metadata is no longer the one this read started from."""
+        try:
+            now = self.store.array(self.group, self.song_id, complete_only=False)
+        except CorruptArray:
+            return False
+        return now is None or now.attrs != self.node.attrs.asdict()
+
+    def _key(self, coords: tuple[int, ...]) -> str:
+        return f"{self.node.path}/{self.node.metadata.chunk_key_encoding.encode_chunk_key(coords)}"
+
+    def _locate(self, touched: list[tuple[int, ...]], error: Exception) -> CorruptArray:
+        """The chunk whose read fails, and why (checksum mismatch or undecodable bytes)."""
+        for coords in touched:
+            try:
+                self.node.get_block_selection(coords)
+            except (ValueError, RuntimeError, TypeError) as e:
+                cause = "checksum mismatch" if "checksum" in str(e).lower() else "undecodable bytes"
+                return CorruptArray(self.store.url, self.group, self.song_id, cause, self._key(coords), str(e))
+        return CorruptArray(self.store.url, self.group, self.song_id, "undecodable bytes", detail=str(error))
+
+
+def _normalized(index: Any, ndim: int) -> tuple:
+    """A selection as one entry per dim (Ellipsis and missing trailing dims as full slices)."""
+    index = index if isinstance(index, tuple) else (index,)
+    if Ellipsis in index:
+        at = index.index(Ellipsis)
+        index = index[:at] + (slice(None),) * (ndim - len(index) + 1) + index[at + 1 :]
+    return index + (slice(None),) * (ndim - len(index))
+
+
+def _touched_chunks(shape: tuple[int, ...], chunks: tuple[int, ...], index: Any) -> list[tuple[int, ...]]:
+    """The grid coordinates of the chunks a selection reads (every chunk along a dim selected by other
+    means than an integer or a step-1 slice)."""
+    ranges = []
+    for n, c, sel in zip(shape, chunks, _normalized(index, len(shape))):
+        if isinstance(sel, (int, np.integer)):
+            i = int(sel) % n if n else 0
+            ranges.append(range(i // c, i // c + 1))
+        elif isinstance(sel, slice) and sel.step in (None, 1):
+            start, stop, _ = sel.indices(n)
+            ranges.append(range(start // c, (stop - 1) // c + 1) if stop > start else range(0))
+        else:
+            ranges.append(range(-(-n // c)))
+    return list(itertools.product(*ranges))
+
+
+def _only_fill(node: Any, index: Any, values: np.ndarray, coords: tuple[int, ...]) -> bool:
+    """Whether the part of ``values`` read from chunk ``coords`` holds nothing but the fill value."""
+    parts = []
+    for n, c, sel, k in zip(node.shape, node.chunks, _normalized(index, node.ndim), coords):
+        if isinstance(sel, (int, np.integer)):
+            continue  # that dim is gone from values
+        if not (isinstance(sel, slice) and sel.step in (None, 1)):
+            return False  # other selections: no cheap mapping to the chunk; the read stands as it is
+        start, stop, _ = sel.indices(n)
+        parts.append(slice(max(start, k * c) - start, min(stop, (k + 1) * c) - start))
+    part = values[tuple(parts)]
+    fill = node.fill_value
+    return part.size > 0 and bool(np.all(np.isnan(part)) if np.isnan(fill) else np.all(part == fill))
