@@ -47,7 +47,7 @@ import torch
 
 from .clock import TimeAxis, nearest_frames
 from .layers import Layers, Reduce, group_choices, stored_layers
-from .read import StoreReader, open_store
+from .read import StoreReader, as_names, open_store
 from .store import StoredArray
 from .windows import PADS, Grid, window_range
 
@@ -104,13 +104,13 @@ class FeatureWindows(torch.utils.data.Dataset):
     """
 
     def __init__(self, store: str | os.PathLike[str] | StoreReader, models: str | Sequence[str], window_s: float,
-                 hop_s: float | None = None, align: str | None = None, songs: Sequence[str] | None = None,
+                 hop_s: float | None = None, align: str | None = None, songs: str | Sequence[str] | None = None,
                  layers: Layers | Mapping[str, Layers] = None, reduce: Reduce | Mapping[str, Reduce] = None,
                  pad: str = "drop", transform: Callable[[dict[str, Any]], Any] | None = None,
                  storage_options: Mapping[str, Any] | None = None) -> None:
         if pad not in PADS:
             raise ValueError(f"pad must be one of {PADS}, not {pad!r}")
-        self.models = [models] if isinstance(models, str) else list(models)
+        self.models = as_names(models)
         if align is not None and align not in self.models:
             self.models.append(align)
         self.align, self.pad, self.transform = align, pad, transform
@@ -142,15 +142,16 @@ class FeatureWindows(torch.utils.data.Dataset):
         self._first = np.asarray([r.start for r in counts], dtype=np.int64)
         self._offsets = np.concatenate([[0], np.cumsum([len(r) for r in counts])]).astype(np.int64)
 
-    def _songs(self, reader: StoreReader, songs: Sequence[str] | None) -> list[str]:
+    def _songs(self, reader: StoreReader, songs: str | Sequence[str] | None) -> list[str]:
         """The songs asked for, each with every model; by default every such song, sorted."""
         complete = [set(reader.songs(m)) for m in self.models]
         if songs is None:
             return sorted(set.intersection(*complete))
+        songs = as_names(songs)
         lacking = [s for s in songs if not all(s in c for c in complete)]
         if lacking:
             raise KeyError(f"{len(lacking)} song(s) lack a complete array of one of {self.models}: {lacking[:5]}")
-        return list(songs)
+        return songs
 
     def _plan(self, reader: StoreReader) -> list[range]:
         """Each song's windows, from its arrays' metadata (clocks and frame counts); no chunk is read."""
