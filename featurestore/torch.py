@@ -30,7 +30,9 @@ opened before a ``fork`` (an HDF5 file, an S3 session) is never used after it, a
 pickles no handle. It works with ``DataLoader(num_workers=N)`` under either start method, on a
 Zarr store (local or ``s3://``) and on an HDF5 export. Each process keeps the arrays it has opened
 (up to :data:`ARRAY_CACHE`), so reading a song again costs only its chunks: the dataset reads the
-store as it was when indexed; build a new one after the store changes.
+store as it was when indexed; build a new one after the store changes. A damaged array (a chunk
+missing or failing its checksum) raises :class:`~featurestore.errors.CorruptArray` from the item
+that reads it, never zeros.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Subset
 
 import featurestore as fs
 from featurestore.clock import TimeAxis, nearest_frames
+from featurestore.errors import CorruptArray
 from featurestore.export import export_hdf5
 from featurestore.store import FeatureStore
 from featurestore.torch import FeatureWindows, collate_windows
@@ -141,6 +142,8 @@ def test_the_index_is_read_from_metadata_alone(url, tmp_path):
         index = FeatureWindows(str(bare), MODELS, window_s=1.0, hop_s=0.25, align=align)
         assert len(index) == len(full) > 0
         assert [index.window(i) for i in range(len(index))] == [full.window(i) for i in range(len(full))]
+        with pytest.raises(CorruptArray, match="missing chunk"):  # the items need the chunks, never read as zeros
+            index[0]
 
 
 def test_an_item_reads_only_the_chunks_of_its_window(tmp_path, monkeypatch):
