@@ -42,9 +42,12 @@ class TimeAxis:
     def frame_rate_hz(self) -> float:
         return float(1 / self.hop)
 
-    def times(self, n_frames: int) -> np.ndarray:
-        """Frame centres in seconds, shape (n_frames,), float64."""
-        return (self.t0_samples + np.arange(n_frames, dtype=np.float64) * self.hop_samples) / self.sample_rate
+    def times(self, n_frames: int, first: int = 0) -> np.ndarray:
+        """Centres in seconds of frames ``first .. first + n_frames - 1``, shape (n_frames,), float64.
+
+        The same values, bit for bit, whatever ``first``: ``times(n, first=k)`` equals ``times(k + n)[k:]``.
+        A negative ``first`` extends the clock before its first frame (times a window may span)."""
+        return (self.t0_samples + np.arange(first, first + n_frames, dtype=np.float64) * self.hop_samples) / self.sample_rate
 
     @classmethod
     def from_attrs(cls, attrs: Mapping[str, Any]) -> "TimeAxis":
@@ -61,3 +64,25 @@ class TimeAxis:
             "t0_s": self.t0_s,
             "frame_rate_hz": self.frame_rate_hz,
         }
+
+
+def nearest_frames(source: np.ndarray, target: np.ndarray, hop_s: float) -> np.ndarray:
+    """For each ``target`` time, the index of the ``source`` frame whose centre is nearest, provided it lies
+    within half the source's hop ``hop_s`` (plus 1 ns for the rounding of times), else -1; on a tie, the
+    later frame.
+
+    ``source`` is a clock's frame centres (ascending). This is the rule of pandas' ``get_indexer(...,
+    method="nearest", tolerance=hop_s / 2 + 1e-9)``, as xarray's ``reindex`` applies it, written out
+    so that the reader's alignment and the window datasets compute one and the same thing. Returns
+    int64 indices, the shape of ``target``.
+    """
+    target = np.asarray(target, dtype=np.float64)
+    if len(source) == 0:
+        return np.full(target.shape, -1, dtype=np.int64)
+    right = np.searchsorted(source, target, side="left")  # the first frame at or after
+    left = np.searchsorted(source, target, side="right") - 1  # the last frame at or before
+    last = len(source) - 1
+    d_left = np.where(left >= 0, np.abs(source[np.clip(left, 0, last)] - target), np.inf)
+    d_right = np.where(right <= last, np.abs(source[np.clip(right, 0, last)] - target), np.inf)
+    nearest = np.where(d_left < d_right, left, right)
+    return np.where(np.minimum(d_left, d_right) <= hop_s / 2 + 1e-9, nearest, -1).astype(np.int64)

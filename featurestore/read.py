@@ -29,8 +29,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .clock import TimeAxis
+from .clock import TimeAxis, nearest_frames
 from .errors import CorruptArray, DamagedSongsWarning, SkippedSongsWarning, SongRewritten, StoreError
+from .layers import LayerChoice, Layers, Reduce, group_choices, stored_layers
 from .store import ReadBackend, StoredArray, open_backend
 from .store.backend import COMPLETE, DAMAGED, INCOMPLETE, songs_and_damage
 from .store.attributes import decode as decode_attrs, encode as encode_attrs
@@ -129,7 +130,7 @@ class StoreReader:
         return self.backend.model_attrs(model)
 
     def load(self, song_id: str, model: str, lazy: bool = False, start: float | None = None,
-             end: float | None = None):
+             end: float | None = None, layers: Layers = None, reduce: Reduce = None):
         """One song's features for one model as an ``xr.DataArray``.
 
         Dims are the stored ones, e.g. ``("time",)``, ``("time", "feature")`` or
@@ -142,18 +143,39 @@ class StoreReader:
         (:func:`check_time_range`). ``lazy=True`` returns a dask-backed array that reads on
         ``.compute()``. Values come as float32 (also from a float16 store).
 
+        ``layers``/``reduce`` choose and mix the hidden states of a group stored with layers
+        (:mod:`featurestore.layers`): ``layers=[6, 8]`` keeps those indices as the ``layer`` dim,
+        ``layers=8`` one without it, ``reduce="mean"`` or ``reduce=[0.2, 0.8]`` mixes them (in
+        float64, after the time slice) and drops the dim; the attributes ``layers`` and
+        ``layer_weights`` record the choice. ValueError names the stored layers when one asked
+        for is not there.
+
         Raises KeyError when (song, model) has no complete array.
         """
-        import xarray as xr
-
         check_time_range(start, end)
         arr = self.backend.array(model, song_id)
         if arr is None:
             raise KeyError(f"no complete {model!r} features for song {song_id!r} in {self.url}")
+        frames = frame_range(arr.attrs, arr.shape[arr.dims.index("time")], start, end)
+        return self._read(arr, model, frames, lazy, self._layer_choice(model, arr.attrs, layers, reduce))
+
+    def _stored_layers(self, model: str, attrs: Mapping[str, Any]) -> list[int] | None:
+        """The hidden states ``model``'s arrays hold: from an array's attributes when they have a ``layer``
+        dim, else from the group's (a group stored with one layer names it there only)."""
+        return stored_layers(attrs) if "layer" in attrs["dims"] else stored_layers(self.model_attrs(model))
+
+    def _layer_choice(self, model: str, attrs: Mapping[str, Any], layers: Layers, reduce: Reduce) -> LayerChoice | None:
+        if layers is None and reduce is None:
+            return None
+        return LayerChoice.resolve(model, self._stored_layers(model, attrs), layers, reduce)
+
+    def _read(self, arr: StoredArray, model: str, frames: slice, lazy: bool, choice: LayerChoice | None):
+        """The DataArray of ``arr``'s ``frames`` (see :meth:`load`), with ``choice`` applied after the time slice."""
+        import xarray as xr
+
         attrs = dict(arr.attrs)
         dims = arr.dims
         axis = dims.index("time")
-        frames = frame_range(attrs, arr.shape[axis], start, end)
         index = tuple(frames if i == axis else slice(None) for i in range(len(dims)))
         if lazy:
             import dask.array as da
@@ -165,15 +187,21 @@ class StoreReader:
         coords: dict[str, Any] = {"time": ("time", times, {"units": "s"})}
         if "feature" in dims and attrs.get("feature_names"):
             coords["feature"] = list(attrs["feature_names"])
-        for dim, values in (attrs.get("coords") or {}).items():
-            coords[dim] = list(values)
+        coords.update((dim, list(values)) for dim, values in (attrs.get("coords") or {}).items())
+        if choice is not None:
+            data, dims = choice.apply(data, dims)
+            attrs.update(choice.attrs())
+            coords.pop("layer", None)
+            if "layer" in dims:
+                coords["layer"] = list(choice.layers)
         attrs.pop("complete", None)
         return xr.DataArray(data, dims=dims, coords=coords, name=model, attrs=encode_attrs(attrs))
 
     def load_song(self, song_id: str, models: str | Sequence[str] | None = None, align: str | None = None,
                   method: str = "nearest", lazy: bool = False, start: float | None = None,
                   end: float | None = None, sync: str | float | Sequence[float] | None = None,
-                  stat: str = "mean", beats_from: str = "madmom"):
+                  stat: str = "mean", beats_from: str = "madmom", layers: Layers | Mapping[str, Layers] = None,
+                  reduce: Reduce | Mapping[str, Reduce] = None):
         """Several models' features of one song in one ``xr.Dataset``.
 
         Without ``align`` each model keeps its own clock, as dims ``time_<model>``. With
@@ -187,7 +215,13 @@ class StoreReader:
         Non-time dims are renamed ``<model>_feature`` / ``<model>_layer`` so models of
         different widths can share a Dataset. Models without a complete array for the
         song are left out; KeyError if none has one. ``start``/``end`` (seconds) slice every
-        model as :meth:`load` does.
+        model as :meth:`load` does; when aligning, the other models are read one of their hops
+        beyond the slice, so the result is exactly the slice of the whole song's alignment
+        (no NaN at the slice's edges from a nearest frame just outside it).
+
+        ``layers``/``reduce`` (see :meth:`load`) apply to every group stored with layers and leave
+        the others as they are; a mapping ``{group: ...}`` chooses for the groups it names
+        (:func:`featurestore.layers.group_choices`; ValueError when they apply to no group).
 
         ``sync`` summarises every model over the same time intervals instead, giving a Dataset
         with a ``beat`` dim whose coordinates ``start_s`` and ``end_s`` are each interval's
@@ -214,12 +248,16 @@ class StoreReader:
         models = as_names(models) if models is not None else self.models()
         if align is not None and align not in models:
             models.append(align)
+        check_time_range(start, end)
+        found = {model: arr for model in models if (arr := self.backend.array(model, song_id)) is not None}
+        choices = group_choices({m: self._stored_layers(m, arr.attrs) for m, arr in found.items()}, layers, reduce) \
+            if found and (layers is not None or reduce is not None) else {}
         arrays = {}
-        for model in models:
-            try:
-                arrays[model] = self.load(song_id, model, lazy=lazy, start=start, end=end)
-            except KeyError:
-                continue
+        for model, arr in found.items():
+            margin = TimeAxis.from_attrs(arr.attrs).hop_s if align not in (None, model) else 0.0
+            frames = frame_range(arr.attrs, arr.shape[arr.dims.index("time")],
+                                 None if start is None else start - margin, None if end is None else end + margin)
+            arrays[model] = self._read(arr, model, frames, lazy, choices.get(model))
         if not arrays:
             raise KeyError(f"song {song_id!r} has no complete features for {models} in {self.url}")
         if align is not None and align not in arrays:
@@ -301,7 +339,8 @@ class StoreReader:
             }
         return out
 
-    def pooled(self, model: str, stat: str = "mean", songs: str | Sequence[str] | None = None):
+    def pooled(self, model: str, stat: str = "mean", songs: str | Sequence[str] | None = None, layers: Layers = None,
+               reduce: Reduce = None):
         """One vector per song: ``stat`` (mean, std, min or max) over each song's time axis.
 
         Returns an ``xr.DataArray`` with dims ``("song", ...)``: the stored dims without
@@ -310,6 +349,10 @@ class StoreReader:
         (several songs at once in threads): memory holds a few chunks (4 MiB each) and the result,
         however large the store. A damaged song is left out, named in a
         :class:`~featurestore.errors.DamagedSongsWarning` and in the ``damaged_songs`` attribute.
+
+        ``layers``/``reduce`` choose and mix hidden states as :meth:`load` does, before the
+        statistic: each song's vector is ``stat`` over time of ``load(song, model, layers=...,
+        reduce=...)``.
         """
         import xarray as xr
 
@@ -323,7 +366,8 @@ class StoreReader:
         def one(song: str) -> tuple[np.ndarray, int] | StoreError:
             try:
                 arr = self._listed_array(model, song, explicit)
-                return _pool(arr, stat), arr.shape[arr.dims.index("time")]
+                choice = self._layer_choice(model, arr.attrs, layers, reduce)
+                return _pool(arr, stat, choice), arr.shape[arr.dims.index("time")]
             except (CorruptArray, SongRewritten) as e:
                 return e
 
@@ -333,11 +377,12 @@ class StoreReader:
         left_out = _left_out(model, listed_damage + [done[s] for s in songs if isinstance(done[s], StoreError)])
         if not kept:
             raise KeyError(f"no readable {model!r} songs in {self.url} ({left_out})")
-        first = self.load(kept[0], model, start=0.0, end=0.0)  # the coordinates and attributes, no frame read
+        first = self.load(kept[0], model, start=0.0, end=0.0, layers=layers, reduce=reduce)  # coords and attrs, no frame
         dims = ("song",) + tuple(d for d in first.dims if d != "time")
         coords = {d: first.coords[d].values for d in dims[1:] if d in first.coords}
         coords.update(song=kept, n_frames=("song", np.asarray([done[s][1] for s in kept])))
-        attrs = {k: first.attrs[k] for k in ("model", "hop_s", "frame_rate_hz", "fingerprint") if k in first.attrs}
+        attrs = {k: first.attrs[k] for k in ("model", "hop_s", "frame_rate_hz", "fingerprint", "layers", "layer_weights")
+                 if k in first.attrs}
         attrs.update(stat=stat, **left_out)
         values = np.stack([done[s][0] for s in kept]).astype(np.float32)
         return xr.DataArray(values, dims=dims, coords=coords, name=f"{model}_{stat}", attrs=attrs)
@@ -352,13 +397,15 @@ class StoreReader:
 
         return similar(self, song_id, group, k=k, stat=stat, layer=layer, exclude_self=exclude_self)
 
-    def stack(self, model: str, songs: str | Sequence[str] | None = None):
+    def stack(self, model: str, songs: str | Sequence[str] | None = None, layers: Layers = None,
+              reduce: Reduce = None):
         """Every song of ``model`` in one padded array, for training code.
 
         Returns an ``xr.DataArray`` with dims ``("song", "time", ...)`` (the stored non-time dims
         after ``time``), float32, NaN after each song's end, a ``length`` coordinate (frames per
         song) and ``time`` in seconds on the group's clock. It is built in memory:
-        songs × longest song × features × 4 bytes.
+        songs × longest song × features × 4 bytes. ``layers``/``reduce`` choose and mix hidden
+        states as :meth:`load` does.
         """
         import xarray as xr
 
@@ -370,7 +417,7 @@ class StoreReader:
         for song in songs:
             try:
                 self._listed_array(model, song, explicit)
-                loaded[song] = self.load(song, model).transpose("time", ...)
+                loaded[song] = self.load(song, model, layers=layers, reduce=reduce).transpose("time", ...)
             except (CorruptArray, SongRewritten) as e:
                 skipped.append(e)
         left_out = _left_out(model, skipped)
@@ -386,7 +433,8 @@ class StoreReader:
         coords = {d: arrays[0].coords[d].values for d in dims[2:] if d in arrays[0].coords}
         coords.update(song=songs, time=("time", axis.times(longest), {"units": "s"}),
                       length=("song", np.asarray([a.sizes["time"] for a in arrays])))
-        attrs = {k: arrays[0].attrs[k] for k in ("model", "hop_s", "t0_s", "frame_rate_hz") if k in arrays[0].attrs}
+        attrs = {k: arrays[0].attrs[k] for k in ("model", "hop_s", "t0_s", "frame_rate_hz", "layers", "layer_weights")
+                 if k in arrays[0].attrs}
         return xr.DataArray(out, dims=dims, coords=coords, name=model, attrs={**attrs, **left_out})
 
 
@@ -394,22 +442,33 @@ def _align(da_, target, method: str):
     """Put ``da_`` on the ``target`` time coordinate (see :meth:`StoreReader.load_song`)."""
     if method == "linear":
         return da_.interp(time=target.values, method="linear").assign_coords(time=target)
-    hop = float(da_.attrs.get("hop_s", 0.0))
-    return da_.reindex(time=target.values, method="nearest", tolerance=hop / 2 + 1e-9).assign_coords(time=target)
+    import xarray as xr
+
+    frames = nearest_frames(da_["time"].values, target.values, float(da_.attrs.get("hop_s", 0.0)))
+    found = xr.DataArray(frames >= 0, dims="time", coords={"time": target})
+    return da_.isel(time=np.maximum(frames, 0)).assign_coords(time=target).where(found)
 
 
 #: songs reduced at once by :meth:`StoreReader.pooled` (reads and decompression release the GIL)
 POOL_THREADS = 8
 
 
-def _pool(arr: Any, stat: str) -> np.ndarray:
-    """``stat`` over the time axis of a stored array, read one time chunk at a time, in float64."""
-    axis = arr.dims.index("time")
-    n, step = arr.shape[axis], arr.chunks[axis]
+def _pool(arr: Any, stat: str, choice: LayerChoice | None = None) -> np.ndarray:
+    """``stat`` over the time axis of a stored array (its layer ``choice`` applied to each chunk first), read one
+    time chunk at a time, in float64."""
+    step = arr.chunks[arr.dims.index("time")]
+
+    def chunk(start: int) -> tuple[np.ndarray, int]:
+        """Frames ``start .. start + step - 1`` (the choice applied) in float64, and where their time axis is."""
+        block, dims = arr[tuple(slice(start, start + step) if d == "time" else slice(None) for d in arr.dims)], arr.dims
+        if choice is not None:
+            block, dims = choice.apply(block.astype(np.float32), dims)
+        return block.astype(np.float64), dims.index("time")
+
+    n = arr.shape[arr.dims.index("time")]
     count, mean, m2, low, high = 0, 0.0, 0.0, None, None
     for start in range(0, n, step):
-        block = arr[tuple(slice(start, start + step) if i == axis else slice(None) for i in range(arr.ndim))]
-        block = block.astype(np.float64)
+        block, axis = chunk(start)
         if stat in ("mean", "std"):  # Chan et al.'s pairwise update: stable for long songs
             k, block_mean = block.shape[axis], block.mean(axis=axis)
             delta = block_mean - mean
@@ -420,8 +479,8 @@ def _pool(arr: Any, stat: str) -> np.ndarray:
             low = block.min(axis=axis) if low is None else np.minimum(low, block.min(axis=axis))
             high = block.max(axis=axis) if high is None else np.maximum(high, block.max(axis=axis))
     if n == 0:
-        shape = tuple(s for i, s in enumerate(arr.shape) if i != axis)
-        return np.full(shape, np.nan)
+        empty, axis = chunk(0)
+        return np.full(tuple(s for i, s in enumerate(empty.shape) if i != axis), np.nan)
     return {"mean": lambda: mean, "std": lambda: np.sqrt(m2 / count), "min": lambda: low, "max": lambda: high}[stat]()
 
 

@@ -79,6 +79,21 @@ def output(result) -> str:
     return " ".join(result.output.split())
 
 
+def write_group(store, group: str, songs: dict[str, np.ndarray], dims: tuple[str, ...], axis,
+                coords: dict | None = None, config: dict | None = None) -> None:
+    """Write ``songs`` (song id -> array with ``dims``) as group ``group`` of ``store`` (a FeatureStore) on the
+    clock ``axis`` (a TimeAxis), with the attributes a run records: the group's first (``config`` there only,
+    as a model's description has it: e.g. ``{"layers": [12]}`` for MERT stored with one layer), then each
+    array's, ``complete`` last."""
+    attrs = {"model": group, "fingerprint": group, "dims": list(dims), "dtype": "float32", "group": group,
+             **axis.as_attrs(), **({"coords": coords} if coords else {})}
+    store.ensure_model(group, {**attrs, **({"config": config} if config else {})})
+    for song, data in songs.items():
+        frames = data.shape[dims.index("time")]
+        store.write(group, song, data, {**attrs, "duration_s": frames * axis.hop_s,
+                                        "n_samples": frames * axis.hop_samples, "source": {}})
+
+
 # -- weights in the official formats (the real OpenL3 and MERT weights cannot be downloaded here) -----------
 _CONVS = ((1, 64), (64, 64), (64, 128), (128, 128), (128, 256), (256, 256), (256, 512), (512, 512))
 

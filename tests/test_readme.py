@@ -7,7 +7,12 @@ import re
 import shutil
 from pathlib import Path
 
-from .helpers import fstore
+import numpy as np
+
+from featurestore.clock import TimeAxis
+from featurestore.store import FeatureStore
+
+from .helpers import fstore, write_group
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -26,14 +31,26 @@ def _section(heading: str) -> str:
 
 
 def test_readme_python_example_runs(tmp_path, monkeypatch, capsys):
+    """The Python API example, then "Layers on read" on a stand-in for MERT stored with layers 6, 8 and 12
+    (random values on MERT's clock: the real weights cannot be downloaded here)."""
     shutil.copytree(ROOT / "audio_files", tmp_path / "audio_files")
     monkeypatch.chdir(tmp_path)
     result = fstore("extract", "--models", "madmom,crepe", "--crepe-capacity", "tiny")
     assert result.exit_code == 0, result.output
-    (example,) = _blocks(README.replace(_section("### Adding a model"), ""), "python")
-    exec(compile(example, "README.md", "exec"), {})
+    store = FeatureStore("features.zarr", mode="r+")
+    rng = np.random.default_rng(0)
+    mert = {song: rng.standard_normal((3, store.array("madmom", song).shape[0] * 3 // 4, 8)).astype(np.float32)
+            for song in store.songs("madmom")}
+    write_group(store, "mert", mert, ("layer", "time", "feature"), TimeAxis(24000, 320, 200),
+                coords={"layer": [6, 8, 12]}, config={"layers": [6, 8, 12]})
+    api, layers = _blocks(README.replace(_section("### Adding a model"), ""), "python")
+    namespace: dict = {}
+    exec(compile(api, "README.md", "exec"), namespace)
     printed = capsys.readouterr().out
     assert "[0.   0.01 0.02] 0.01" in printed and "Dimensions" in printed
+    exec(compile(layers, "README.md", "exec"), namespace)
+    assert namespace["mert"].dims == ("layer", "time", "feature") and namespace["last"].dims == ("time", "feature")
+    assert namespace["vectors"].dims == ("song", "feature") and len(namespace["windows"]) > 0
 
 
 def test_adding_a_model_shows_the_example_plugin_as_it_is():

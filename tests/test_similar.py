@@ -18,6 +18,7 @@ from featurestore.similar import QUERY_BLOCK, ApproximateIndex, SongIndex, cosin
 from featurestore.store import FeatureStore
 
 from .conftest import write_wav
+from .helpers import write_group
 
 OPENL3 = TimeAxis(48000, 4800, 0)  # a 10 Hz clock
 MERT = TimeAxis(24000, 320, 200)
@@ -38,17 +39,6 @@ def reference_ranking(query: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarra
     scores = x @ q / (np.linalg.norm(x, axis=1) * np.linalg.norm(q))
     order = np.lexsort((np.arange(len(x)), -scores))
     return order, scores[order]
-
-
-def write_group(store: FeatureStore, group: str, songs: dict[str, np.ndarray], dims: tuple[str, ...],
-                axis: TimeAxis, coords: dict | None = None) -> None:
-    attrs = {"model": group, "fingerprint": group, "dims": list(dims), "dtype": "float32", "group": group,
-             **axis.as_attrs(), **({"coords": coords} if coords else {})}
-    store.ensure_model(group, attrs)
-    for song, data in songs.items():
-        frames = data.shape[dims.index("time")]
-        store.write(group, song, data, {**attrs, "duration_s": frames * axis.hop_s,
-                                        "n_samples": frames * axis.hop_samples, "source": {}})
 
 
 @pytest.fixture
