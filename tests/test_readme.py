@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from featurestore.clock import TimeAxis
 from featurestore.store import FeatureStore
@@ -24,33 +25,75 @@ def _blocks(text: str, language: str) -> list[str]:
 
 
 def _section(heading: str) -> str:
-    """The README's text from ``heading`` to the next heading of level 1 or 2."""
-    start = README.index(f"\n{heading}\n")
-    end = re.compile(r"\n##? ").search(README, start + 1)
-    return README[start : end.start() if end else len(README)]
+    """The README's text from ``heading`` to the next heading of the same or a higher level (a line in a
+    code block that starts with # is not a heading)."""
+    level = heading.split(" ")[0]
+    lines = README.splitlines(keepends=True)
+    start = lines.index(heading + "\n")
+    fenced = False
+    for end in range(start + 1, len(lines)):
+        fenced ^= lines[end].startswith("```")
+        mark = lines[end].split(" ")[0]
+        if not fenced and mark and set(mark) == {"#"} and len(mark) <= len(level):
+            break
+    else:
+        end = len(lines)
+    return "".join(lines[start:end])
 
 
-def test_readme_python_example_runs(tmp_path, monkeypatch, capsys):
-    """The Python API example, then "Layers on read" on a stand-in for MERT stored with layers 6, 8 and 12
-    (random values on MERT's clock: the real weights cannot be downloaded here)."""
+def _python_api() -> str:
+    (block,) = _blocks(_section("## Python API").replace(_section("### Adding a model"), ""), "python")
+    return block
+
+
+def _extract_examples(tmp_path: Path, monkeypatch) -> FeatureStore:
+    """features.zarr made from audio_files/ by the README's command (madmom and CREPE tiny), in tmp_path."""
     shutil.copytree(ROOT / "audio_files", tmp_path / "audio_files")
     monkeypatch.chdir(tmp_path)
     result = fstore("extract", "--models", "madmom,crepe", "--crepe-capacity", "tiny")
     assert result.exit_code == 0, result.output
-    store = FeatureStore("features.zarr", mode="r+")
-    rng = np.random.default_rng(0)
-    mert = {song: rng.standard_normal((3, store.array("madmom", song).shape[0] * 3 // 4, 8)).astype(np.float32)
-            for song in store.songs("madmom")}
-    write_group(store, "mert", mert, ("layer", "time", "feature"), TimeAxis(24000, 320, 200),
-                coords={"layer": [6, 8, 12]}, config={"layers": [6, 8, 12]})
-    api, layers = _blocks(README.replace(_section("### Adding a model"), ""), "python")
+    return FeatureStore("features.zarr", mode="r+")
+
+
+def test_readme_python_example_runs(tmp_path, monkeypatch, capsys):
+    _extract_examples(tmp_path, monkeypatch)
     namespace: dict = {}
-    exec(compile(api, "README.md", "exec"), namespace)
+    exec(compile(_python_api(), "README.md", "exec"), namespace)
     printed = capsys.readouterr().out
     assert "[0.   0.01 0.02] 0.01" in printed and "Dimensions" in printed
-    exec(compile(layers, "README.md", "exec"), namespace)
+
+
+def test_using_the_features_runs(tmp_path, monkeypatch, capsys):
+    """Every block of "Using the features", after the Python API example, on the example store plus stand-ins
+    for the weights that cannot be downloaded here (random values on the models' clocks): MERT stored with
+    layers 6, 8 and 12, and OpenL3 vectors of 40 more songs in two labelled classes for the probe."""
+    pytest.importorskip("sklearn", reason="the README's linear probe uses scikit-learn (in the test extra)")
+    store = _extract_examples(tmp_path, monkeypatch)
+    rng = np.random.default_rng(0)
+    examples = {song: store.array("madmom", song).shape[0] for song in store.songs("madmom")}
+    mert = {song: rng.standard_normal((3, n * 3 // 4, 8)).astype(np.float32) for song, n in examples.items()}
+    write_group(store, "mert", mert, ("layer", "time", "feature"), TimeAxis(24000, 320, 200),
+                coords={"layer": [6, 8, 12]}, config={"layers": [6, 8, 12]})
+    labels = {f"{genre}/song{i:02d}": genre for genre in ("jazz", "rock") for i in range(20)}
+    centre = {genre: rng.standard_normal(512) for genre in ("jazz", "rock")}
+    openl3 = {song: (centre.get(labels.get(song)) if song in labels else 0)
+              + rng.standard_normal((50, 512)).astype(np.float32) for song in [*examples, *labels]}
+    write_group(store, "openl3", {s: v.astype(np.float32) for s, v in openl3.items()}, ("time", "feature"),
+                TimeAxis(48000, 4800, 0))
+    Path("labels.csv").write_text("".join(f"{song},{genre}\n" for song, genre in labels.items()))
+
+    namespace: dict = {}
+    exec(compile(_python_api(), "README.md", "exec"), namespace)
+    for block in _blocks(_section("## Using the features"), "python"):
+        exec(compile(block, "README.md", "exec"), namespace)
+    printed = capsys.readouterr().out
+    assert float(re.search(r"accuracy (\d\.\d\d)", printed).group(1)) > 0.9
+    assert namespace["X2"].shape == (40, 1024)
     assert namespace["mert"].dims == ("layer", "time", "feature") and namespace["last"].dims == ("time", "feature")
     assert namespace["vectors"].dims == ("song", "feature") and len(namespace["windows"]) > 0
+    per_beat = namespace["per_beat"]
+    assert per_beat["mert"].dims == ("beat", "mert_feature") and per_beat.sizes["beat"] == len(namespace["beats"]) + 1
+    assert namespace["index"].query("drum_loop_120bpm", k=5).sizes["song"] == 5
 
 
 def test_adding_a_model_shows_the_example_plugin_as_it_is():
