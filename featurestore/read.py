@@ -33,7 +33,7 @@ from .clock import TimeAxis
 from .errors import CorruptArray, DamagedSongsWarning, SkippedSongsWarning, SongRewritten, StoreError
 from .store import ReadBackend, StoredArray, open_backend
 from .store.backend import COMPLETE, DAMAGED, INCOMPLETE, songs_and_damage
-from .store.attributes import decode as decode_attrs, encode as encode_attrs
+from .store.attributes import decode as decode_attrs, dim_labels, encode as encode_attrs
 
 ALIGN_METHODS = ("nearest", "linear")
 POOL_STATS = ("mean", "std", "min", "max")
@@ -162,11 +162,7 @@ class StoreReader:
         else:
             data = np.asarray(arr[index], dtype=np.float32)
         times = TimeAxis.from_attrs(attrs).times(arr.shape[axis])[frames]
-        coords: dict[str, Any] = {"time": ("time", times, {"units": "s"})}
-        if "feature" in dims and attrs.get("feature_names"):
-            coords["feature"] = list(attrs["feature_names"])
-        for dim, values in (attrs.get("coords") or {}).items():
-            coords[dim] = list(values)
+        coords: dict[str, Any] = {"time": ("time", times, {"units": "s"}), **dim_labels(attrs)}
         attrs.pop("complete", None)
         return xr.DataArray(data, dims=dims, coords=coords, name=model, attrs=encode_attrs(attrs))
 
