@@ -7,8 +7,9 @@ song's clock (frame ``i`` is at ``t0_s + i * hop_s`` seconds), source file, fing
 store's write time, which bare arrays cannot carry, and whether the file is ``stale`` (kept without
 ``overwrite`` though the store now holds another array).
 
-HDF5: the store's layout in one file (a group per model with its attributes, one chunked,
-compressed dataset per song with its attributes and a Fletcher-32 checksum, the failures), read back by
+HDF5: the store in one file that netCDF-4 readers read too (a group per model with its attributes, a netCDF
+group per song: its array, chunked, compressed and Fletcher-32 checksummed, with its attributes and a ``time``
+coordinate in seconds; the failures; :mod:`featurestore.store.hdf5_layout`), read back by
 ``fs.open_store("x.h5")`` (:class:`~featurestore.store.H5Store`). Attributes go through the store's
 one codec (:mod:`featurestore.store.attributes`).
 
@@ -36,6 +37,7 @@ from .store import FAILURES, ReadBackend
 from .store.attributes import encode
 from .store.backend import songs_and_damage
 from .store.failures import failure_node
+from .store.hdf5_layout import LAYOUT, LAYOUT_ATTR, node_path, require_groups, write_song
 
 #: songs exported at once
 EXPORT_THREADS = 8
@@ -296,9 +298,11 @@ def _put_attrs(node: Any, attrs: Mapping[str, Any]) -> None:
 def export_hdf5(store: ReadBackend, out: str | os.PathLike[str], models: Sequence[str] | None = None,
                 overwrite: bool = False) -> ExportReport:
     """Write the complete arrays of ``models`` (default: all), their group attributes and the
-    recorded failures into one HDF5 file, atomically (a temporary file renamed at the end).
+    recorded failures into one HDF5 file, atomically (a temporary file renamed at the end), each song as a
+    netCDF-4 group with its ``time`` coordinate (:mod:`~featurestore.store.hdf5_layout`, whose layout number
+    the root records).
 
-    Every dataset carries HDF5's Fletcher-32 checksum. The target is checked first
+    Every song's values and times carry HDF5's Fletcher-32 checksum. The target is checked first
     (:func:`check_hdf5_target`: an existing file is replaced only with ``overwrite``); an interrupted
     export removes its temporary file; a damaged or rewritten song is left out and named in the report.
     """
@@ -308,10 +312,10 @@ def export_hdf5(store: ReadBackend, out: str | os.PathLike[str], models: Sequenc
     chosen = _models(store, models)
     check_hdf5_target(store, out, overwrite)
     report = ExportReport()
-    with atomic_path(out) as tmp, h5py.File(tmp, "w") as h5:
-        _put_attrs(h5, store.root_attrs())
+    with atomic_path(out) as tmp, h5py.File(tmp, "w", track_order=True) as h5:
+        _put_attrs(h5, {**store.root_attrs(), LAYOUT_ATTR: LAYOUT})
         for model in chosen:
-            group = h5.create_group(model)
+            group = require_groups(h5, node_path(model))
             _put_attrs(group, store.model_attrs(model))
             report.written[model] = 0
             songs, damaged = songs_and_damage(store, model)
@@ -324,9 +328,10 @@ def export_hdf5(store: ReadBackend, out: str | os.PathLike[str], models: Sequenc
                 except (CorruptArray, SongRewritten) as e:
                     report.leave_out(e)
                     continue
-                ds = group.create_dataset(song, data=data, chunks=arr.chunks, **_DATASET_OPTIONS)
-                _put_attrs(ds, arr.attrs)
+                write_song(group, song, data, arr.chunks, arr.attrs, _DATASET_OPTIONS)
                 report.written[model] += 1
+        for model in chosen:  # after the models: netCDF tools list groups in the order they were made
             for failure in store.failures(model):
-                _put_attrs(h5.require_group(f"{FAILURES}/{model}/{failure_node(failure['song_id'])}"), failure)
+                _put_attrs(require_groups(h5, node_path(f"{FAILURES}/{model}/{failure_node(failure['song_id'])}")),
+                           failure)
     return report

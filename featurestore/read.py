@@ -34,7 +34,7 @@ from .errors import CorruptArray, DamagedSongsWarning, SkippedSongsWarning, Song
 from .layers import LayerChoice, Layers, Reduce, group_choices, stored_layers
 from .store import ReadBackend, StoredArray, open_backend
 from .store.backend import COMPLETE, DAMAGED, INCOMPLETE, songs_and_damage
-from .store.attributes import decode as decode_attrs, encode as encode_attrs
+from .store.attributes import decode as decode_attrs, dim_labels, encode as encode_attrs
 
 ALIGN_METHODS = ("nearest", "linear")
 POOL_STATS = ("mean", "std", "min", "max")
@@ -184,10 +184,7 @@ class StoreReader:
         else:
             data = np.asarray(arr[index], dtype=np.float32)
         times = TimeAxis.from_attrs(attrs).times(arr.shape[axis])[frames]
-        coords: dict[str, Any] = {"time": ("time", times, {"units": "s"})}
-        if "feature" in dims and attrs.get("feature_names"):
-            coords["feature"] = list(attrs["feature_names"])
-        coords.update((dim, list(values)) for dim, values in (attrs.get("coords") or {}).items())
+        coords: dict[str, Any] = {"time": ("time", times, {"units": "s"}), **dim_labels(attrs)}
         if choice is not None:
             data, dims = choice.apply(data, dims)
             attrs.update(choice.attrs())

@@ -95,8 +95,9 @@ def export_hdf5(
     models: Annotated[Optional[list[str]], typer.Option("--models", "-m", help="Models (groups) to export (default: all in the store).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT_FILE if it exists.")] = False,
 ) -> None:
-    """Write the store into one HDF5 file with the same layout (a group per model, a dataset per song, every
-    attribute, the failures), atomically. Read it back with fs.open_store("features.h5")."""
+    """Write the store into one HDF5 file that netCDF-4 readers read too (a group per model, a netCDF group per
+    song with its array, its time coordinate in seconds and every attribute, the failures), atomically. Read
+    it back with fs.open_store("features.h5"), or a song with xarray, ncdump or MATLAB's ncread."""
     from ..export import export_hdf5 as do_export
     from ..store import open_backend
 

@@ -4,7 +4,8 @@
   for text-only formats;
 - :mod:`.backend`: the :class:`ReadBackend` protocol the read API needs, and :class:`StoredArray`;
 - :mod:`.zarr_store`: :class:`FeatureStore`, the Zarr v3 backend (reads and writes);
-- :mod:`.hdf5_store`: :class:`H5Store`, an export read back;
+- :mod:`.hdf5_store`: :class:`H5Store`, an export read back; :mod:`.hdf5_layout`: the export's layouts (each
+  song a netCDF-4 group with its time coordinate), for its writer and its reader;
 - :mod:`.failures`, :mod:`.leases`: recorded failures and song leases.
 
 Nothing here imports a model, torch or the run: reading a store needs zarr (or h5py) and numpy.

@@ -49,6 +49,18 @@ def array_attributes(description: Mapping[str, Any], dims: Sequence[str], shape:
     return attrs
 
 
+def dim_labels(attrs: Mapping[str, Any]) -> dict[str, list[Any]]:
+    """The values along an array's dims other than time, where its attributes record them: the feature names
+    (CREPE's frequency and confidence) and ``coords`` (MERT's layer indices). Readers give them as coordinates,
+    the HDF5 export as netCDF coordinate variables."""
+    labels: dict[str, list[Any]] = {}
+    if "feature" in attrs["dims"] and attrs.get("feature_names"):
+        labels["feature"] = list(attrs["feature_names"])
+    for dim, values in (attrs.get("coords") or {}).items():
+        labels[dim] = list(values)
+    return labels
+
+
 def configuration_key(group_attrs: Mapping[str, Any]) -> tuple[str, str]:
     """What a group's arrays were computed and stored with: (extractor fingerprint, storage dtype)."""
     return str(group_attrs.get("fingerprint")), str(group_attrs.get("dtype", "float32"))

@@ -1,9 +1,13 @@
-"""The HDF5 backend: a file written by ``fstore export-hdf5``, read-only, with the Zarr store's layout::
+"""The HDF5 backend: a file written by ``fstore export-hdf5``, read-only, in either of its layouts
+(:mod:`.hdf5_layout`, told by the root's ``hdf5_layout`` attribute)::
 
     out.h5
-      /                      root attributes of the store (schema version, fstore version, ...)
+      /                      root attributes of the store (schema version, fstore version, ...), hdf5_layout
       <model>/               group attributes (time axis, dims, fingerprint, ...)
-        <song_id>            one chunked, compressed float dataset per song, with its attributes
+        <song_id>/features   layout 2: the song's array with its attributes, in a netCDF-4 group beside its
+                             coordinates (time in seconds, feature names, layers)
+        <song_id>            layout 1 (files of earlier exports, without hdf5_layout): the song's
+                             array, one dataset
       _failures/<model>/<song_id>   an empty group whose attributes say why it failed
 
 HDF5 attributes hold strings and numbers; other values are JSON text, decoded by the one attribute
@@ -18,6 +22,7 @@ from typing import Any
 from ..errors import CorruptArray, StoreError
 from .attributes import decode
 from .backend import COMPLETE, Capabilities, StoredArray
+from .hdf5_layout import LAYOUT, LAYOUT_ATTR, SCALE_ATTRS, VARIABLE, node_path, store_path
 from .layout import FAILURES, validate_song_id
 
 #: the first bytes of every HDF5 file (the format's signature), to tell one by its content
@@ -51,15 +56,29 @@ class H5Store:
         if "schema_version" not in self._h5.attrs:
             self._h5.close()
             raise StoreError(f"{path}: an HDF5 file, but not one written by fstore export-hdf5 (no schema_version)")
+        #: the file's layout (:mod:`.hdf5_layout`): 1 for files written before the attribute existed
+        self.layout = int(self._h5.attrs.get(LAYOUT_ATTR, 1))
+        if self.layout > LAYOUT:
+            self._h5.close()
+            raise StoreError(f"{path}: written by a newer fstore (HDF5 layout {self.layout}; this one reads "
+                             f"layouts 1 to {LAYOUT}): upgrade fstore to read it")
+
+    def _node(self, path: str) -> str:
+        """Where a store path (``<model>[/<song_id>]``) lies in this file."""
+        return node_path(path) if self.layout >= 2 else path
+
+    def _store(self, node: str) -> str:
+        """The store path a node path of this file stands for (the inverse of :meth:`_node`)."""
+        return store_path(node) if self.layout >= 2 else node
 
     def root_attrs(self) -> dict[str, Any]:
-        return decode(self._h5.attrs)
+        return {k: v for k, v in decode(self._h5.attrs).items() if k != LAYOUT_ATTR}
 
     def models(self) -> list[str]:
-        return sorted(k for k in self._h5.keys() if k != FAILURES)
+        return sorted(self._store(k) for k in self._h5.keys() if k != FAILURES)
 
     def model_attrs(self, model: str) -> dict[str, Any]:
-        return decode(self._h5[model].attrs)
+        return decode(self._h5[self._node(model)].attrs)
 
     def states(self, model: str) -> dict[str, str]:
         """Song id → state: an export holds complete arrays only (a damaged one shows when it is read)."""
@@ -71,20 +90,26 @@ class H5Store:
     def songs(self, model: str, complete_only: bool = True) -> list[str]:
         import h5py
 
-        if model not in self._h5:
+        group = self._h5.get(self._node(model))
+        if not isinstance(group, h5py.Group):
             return []
         found: list[str] = []
-        self._h5[model].visititems(lambda name, node: found.append(name) if isinstance(node, h5py.Dataset) else None)
+        if self.layout >= 2:  # each song's group holds its array as VARIABLE, beside its coordinates
+            suffix = f"/{VARIABLE}"
+            group.visititems(lambda name, node: found.append(self._store(name.removesuffix(suffix)))
+                             if name.endswith(suffix) and isinstance(node, h5py.Dataset) else None)
+        else:
+            group.visititems(lambda name, node: found.append(name) if isinstance(node, h5py.Dataset) else None)
         return sorted(found)
 
     def array(self, model: str, song_id: str, complete_only: bool = True) -> StoredArray | None:
         import h5py
 
-        path = f"{model}/{validate_song_id(song_id)}"
+        sid = validate_song_id(song_id)
+        path = self._node(f"{model}/{sid}") + (f"/{VARIABLE}" if self.layout >= 2 else "")
         node = self._h5.get(path)
         if not isinstance(node, h5py.Dataset):
             return None
-        sid = validate_song_id(song_id)
 
         def read(index: Any) -> Any:
             """The dataset's values; damage (a Fletcher-32 checksum that does not match, bytes that do not
@@ -95,8 +120,8 @@ class H5Store:
                 cause = "checksum mismatch" if "filter" in str(e).lower() else "undecodable bytes"
                 raise CorruptArray(self.url, model, sid, cause, detail=str(e)) from e
 
-        return StoredArray(f"{self.url}/{path}", node.shape, node.dtype, node.chunks or node.shape,
-                           decode(node.attrs), read)
+        attrs = decode({key: node.attrs[key] for key in node.attrs if key not in SCALE_ATTRS})
+        return StoredArray(f"{self.url}/{model}/{sid}", node.shape, node.dtype, node.chunks or node.shape, attrs, read)
 
     def failures(self, model: str | None = None) -> list[dict[str, Any]]:
         if FAILURES not in self._h5:
@@ -109,10 +134,11 @@ class H5Store:
         """Bytes the group's datasets take in the file; 0 for a group it does not hold, as the Zarr backend says."""
         import h5py
 
-        if model not in self._h5:
+        group = self._h5.get(self._node(model))
+        if not isinstance(group, h5py.Group):
             return 0
         sizes: list[int] = []
-        self._h5[model].visititems(
+        group.visititems(
             lambda name, node: sizes.append(node.id.get_storage_size()) if isinstance(node, h5py.Dataset) else None)
         return int(sum(sizes))
 
