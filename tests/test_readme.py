@@ -68,6 +68,7 @@ def test_using_the_features_runs(tmp_path, monkeypatch, capsys):
     for the weights that cannot be downloaded here (random values on the models' clocks): MERT stored with
     layers 6, 8 and 12, and OpenL3 vectors of 40 more songs in two labelled classes for the probe."""
     pytest.importorskip("sklearn", reason="the README's linear probe uses scikit-learn (in the test extra)")
+    pytest.importorskip("h5netcdf", reason="the README opens the HDF5 export with xarray's h5netcdf engine (in the test extra)")
     store = _extract_examples(tmp_path, monkeypatch)
     rng = np.random.default_rng(0)
     examples = {song: store.array("madmom", song).shape[0] for song in store.songs("madmom")}
@@ -82,9 +83,14 @@ def test_using_the_features_runs(tmp_path, monkeypatch, capsys):
                 TimeAxis(48000, 4800, 0))
     Path("labels.csv").write_text("".join(f"{song},{genre}\n" for song, genre in labels.items()))
 
+    section = _section("## Using the features")
+    for command in _blocks(section, "bash"):
+        assert command.startswith("fstore ") and command.count("\n") == 1
+        result = fstore(*command.split()[1:])
+        assert result.exit_code == 0, result.output
     namespace: dict = {}
     exec(compile(_python_api(), "README.md", "exec"), namespace)
-    for block in _blocks(_section("## Using the features"), "python"):
+    for block in _blocks(section, "python"):
         exec(compile(block, "README.md", "exec"), namespace)
     printed = capsys.readouterr().out
     assert float(re.search(r"accuracy (\d\.\d\d)", printed).group(1)) > 0.9
@@ -94,6 +100,7 @@ def test_using_the_features_runs(tmp_path, monkeypatch, capsys):
     per_beat = namespace["per_beat"]
     assert per_beat["mert"].dims == ("beat", "mert_feature") and per_beat.sizes["beat"] == len(namespace["beats"]) + 1
     assert namespace["index"].query("drum_loop_120bpm", k=5).sizes["song"] == 5
+    assert namespace["f0"].dims == ("time",) and namespace["song"].attrs["song_id"] == "vibrato_melody"
 
 
 def test_adding_a_model_shows_the_example_plugin_as_it_is():
