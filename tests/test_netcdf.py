@@ -164,6 +164,27 @@ def test_open_store_reads_the_export_as_the_store(exported):
         assert back.failures() == reader.failures()
 
 
+@pytest.mark.skipif(shutil.which("nccopy") is None, reason="nccopy is not installed (netCDF's command-line tools: Debian's netcdf-bin)")
+def test_a_copy_made_by_nccopy_reads_as_the_export(tmp_path):
+    """netCDF-C rewrites every attribute as a one-element array and adds its own (_NCProperties): fs.open_store
+    reads the copy as the export it came from. (nccopy refuses names that do not start with a letter, a digit
+    or _, such as the escaped " intro": the reference content has none.)"""
+    store = FeatureStore(str(tmp_path / "features.zarr"), mode="a")
+    write_reference(store)
+    h5, copy = tmp_path / "features.h5", tmp_path / "copy.h5"
+    export_hdf5(store, h5)
+    subprocess.run(["nccopy", "-k", "nc4", str(h5), str(copy)], check=True, capture_output=True)
+    with fs.open_store(str(h5)) as original, fs.open_store(str(copy)) as back:
+        assert back.backend.root_attrs() == original.backend.root_attrs()
+        assert back.models() == original.models()
+        for model in original.models():
+            assert back.model_attrs(model) == original.model_attrs(model)
+            assert back.songs(model) == original.songs(model)
+            for song in original.songs(model):
+                xr.testing.assert_identical(back.load(song, model), original.load(song, model))
+        assert back.failures() == original.failures() != []
+
+
 def test_a_file_of_the_previous_layout_still_reads(tmp_path):
     """tests/data/export1.h5 was written by the previous release's export (a dataset per song, no clock that netCDF
     tools see); read as it is, and exported again into the netCDF layout."""

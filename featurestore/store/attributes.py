@@ -106,11 +106,15 @@ def decode(attrs: Mapping[str, Any]) -> dict[str, Any]:
     """The inverse of :func:`encode`. Without a :data:`JSON_KEYS` list (attributes encoded by an earlier
     version), text that looks like a JSON object, list, boolean or null is decoded."""
     listed = attrs.get(JSON_KEYS)
+    if isinstance(listed, np.ndarray) and listed.shape == (1,):
+        listed = listed[0]
     names = set(json.loads(_text(listed))) if listed is not None else None
     out: dict[str, Any] = {}
     for key, value in attrs.items():
         if key == JSON_KEYS:
             continue
+        if isinstance(value, np.ndarray) and value.shape == (1,):
+            value = value[0]  # netCDF tools (nccopy) rewrite each attribute as a one-element array
         value = _text(value) if isinstance(value, bytes) else value.item() if isinstance(value, np.generic) else value
         if isinstance(value, str) and (key in names if names is not None else _looks_like_json(value)):
             try:

@@ -40,7 +40,7 @@ VARIABLE = "features"
 SONG_ID = "song_id"
 #: what attached dimension scales add to a variable's attributes (and netCDF-C, when a netCDF tool edits the
 #: file): not the store's
-SCALE_ATTRS = frozenset({"DIMENSION_LIST", "_Netcdf4Dimid", "_Netcdf4Coordinates"})
+SCALE_ATTRS = frozenset({"DIMENSION_LIST", "_Netcdf4Dimid", "_Netcdf4Coordinates", "_NCProperties"})
 #: the NAME of a dimension scale that is a netCDF dimension without a coordinate variable (netCDF-4's own text)
 _DIMENSION_ONLY = "This is a netCDF dimension but not a netCDF variable."
 #: a first character ``ncdump`` cannot print (space and control characters; song ids hold no control characters)

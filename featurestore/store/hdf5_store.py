@@ -57,7 +57,7 @@ class H5Store:
             self._h5.close()
             raise StoreError(f"{path}: an HDF5 file, but not one written by fstore export-hdf5 (no schema_version)")
         #: the file's layout (:mod:`.hdf5_layout`): 1 for files written before the attribute existed
-        self.layout = int(self._h5.attrs.get(LAYOUT_ATTR, 1))
+        self.layout = int(_attributes(self._h5).get(LAYOUT_ATTR, 1))
         if self.layout > LAYOUT:
             self._h5.close()
             raise StoreError(f"{path}: written by a newer fstore (HDF5 layout {self.layout}; this one reads "
@@ -72,13 +72,13 @@ class H5Store:
         return store_path(node) if self.layout >= 2 else node
 
     def root_attrs(self) -> dict[str, Any]:
-        return {k: v for k, v in decode(self._h5.attrs).items() if k != LAYOUT_ATTR}
+        return {k: v for k, v in _attributes(self._h5).items() if k != LAYOUT_ATTR}
 
     def models(self) -> list[str]:
         return sorted(self._store(k) for k in self._h5.keys() if k != FAILURES)
 
     def model_attrs(self, model: str) -> dict[str, Any]:
-        return decode(self._h5[self._node(model)].attrs)
+        return _attributes(self._h5[self._node(model)])
 
     def states(self, model: str) -> dict[str, str]:
         """Song id → state: an export holds complete arrays only (a damaged one shows when it is read)."""
@@ -120,14 +120,14 @@ class H5Store:
                 cause = "checksum mismatch" if "filter" in str(e).lower() else "undecodable bytes"
                 raise CorruptArray(self.url, model, sid, cause, detail=str(e)) from e
 
-        attrs = decode({key: node.attrs[key] for key in node.attrs if key not in SCALE_ATTRS})
+        attrs = _attributes(node)
         return StoredArray(f"{self.url}/{model}/{sid}", node.shape, node.dtype, node.chunks or node.shape, attrs, read)
 
     def failures(self, model: str | None = None) -> list[dict[str, Any]]:
         if FAILURES not in self._h5:
             return []
         out: list[dict[str, Any]] = []
-        self._h5[FAILURES].visititems(lambda name, node: out.append(decode(node.attrs)) if "error" in node.attrs else None)
+        self._h5[FAILURES].visititems(lambda name, node: out.append(_attributes(node)) if "error" in node.attrs else None)
         return sorted((f for f in out if model is None or f.get("model") == model), key=lambda a: (a["model"], a["song_id"]))
 
     def size_on_disk(self, model: str) -> int:
@@ -144,3 +144,9 @@ class H5Store:
 
     def close(self) -> None:
         self._h5.close()
+
+
+def _attributes(node: Any) -> dict[str, Any]:
+    """A node's attributes as the store wrote them: decoded, without those HDF5 dimension scales and netCDF-C
+    add (a file rewritten by ``nccopy`` also holds each attribute as a one-element array: decoded alike)."""
+    return decode({key: node.attrs[key] for key in node.attrs if key not in SCALE_ATTRS})
