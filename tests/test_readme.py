@@ -61,6 +61,8 @@ def test_readme_python_example_runs(tmp_path, monkeypatch, capsys):
     exec(compile(_python_api(), "README.md", "exec"), namespace)
     printed = capsys.readouterr().out
     assert "[0.   0.01 0.02] 0.01" in printed and "Dimensions" in printed
+    summary = namespace["summary"]  # the store extract made: fs.extract finds every song cached
+    assert summary.exit_code == 0 and summary.totals["madmom"].cached == 3 and summary.totals["crepe"].cached == 3
 
 
 def test_using_the_features_runs(tmp_path, monkeypatch, capsys):
