@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, NoReturn, Optional
+from typing import TYPE_CHECKING, Annotated, Callable, NoReturn, Optional
 
 import typer
 from rich.markup import escape
 
 from ..errors import ExportTarget, StoreError
 from .app import StoreArgument, StoreOption, app, console, fail, out, split_names, stop_on_sigterm, store_url
+
+if TYPE_CHECKING:
+    from ..export import ExportReport
 
 #: ``ExportTarget.kind`` -> exit code
 TARGET_EXIT_CODES = {"file": 4, "folder": 5, "read-only": 6, "store": 7}
@@ -47,7 +50,7 @@ def export_npy(
     from ..store import open_backend
 
     store = store_url(store_arg, store)
-    report = _exporting(do_export, open_backend(store), output_base, split_names(models), overwrite=overwrite)
+    report = _exporting(lambda: do_export(open_backend(store), output_base, split_names(models), overwrite=overwrite))
     for model, n in report.written.items():
         kept, stale = report.kept[model], report.stale[model]
         line = escape(f"{model}: {n} written to {output_base / model}") + (f", {kept} kept" if kept else "")
@@ -58,11 +61,12 @@ def export_npy(
     _left_out(report)
 
 
-def _exporting(export, *args, **kwargs):
-    """Run one export with SIGTERM acting as Ctrl-C, and turn its errors into the exit codes the README lists."""
+def _exporting(export: Callable[[], ExportReport]) -> ExportReport:
+    """Open the store and export (``export``), with SIGTERM acting as Ctrl-C, and turn the errors into the exit
+    codes the README lists."""
     stop_on_sigterm()
     try:
-        return export(*args, **kwargs)
+        return export()
     except ExportTarget as e:
         fail(e, TARGET_EXIT_CODES[e.kind])
     except (StoreError, KeyError, OSError) as e:
@@ -102,8 +106,8 @@ def export_hdf5(
     from ..store import open_backend
 
     start = time.perf_counter()
-    report = _exporting(do_export, open_backend(store_url(None, store)), out_file, split_names(models),
-                        overwrite=overwrite)
+    report = _exporting(lambda: do_export(open_backend(store_url(None, store)), out_file, split_names(models),
+                                          overwrite=overwrite))
     out.print(escape(f"{out_file}: " + ", ".join(f"{m} {n} songs" for m, n in report.written.items())
                      + f" in {time.perf_counter() - start:.1f} s"))
     _left_out(report)
