@@ -34,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -210,6 +211,30 @@ class Extractor(ABC):
     @property
     def min_samples(self) -> int:
         return self.output.min_samples
+
+    # -- names of fstore 0.2, kept for code that reads them ----------------------------------------------
+    @property
+    def code_license(self) -> str:
+        """Deprecated: ``licenses.code``."""
+        _renamed("code_license", "licenses.code")
+        return self.licenses.code
+
+    @property
+    def weights_license(self) -> str:
+        """Deprecated: ``licenses.weights``."""
+        _renamed("weights_license", "licenses.weights")
+        return self.licenses.weights
+
+    @property
+    def plot_kind(self) -> str:
+        """Deprecated: ``output.kind``."""
+        _renamed("plot_kind", "output.kind")
+        return self.output.kind
+
+    def group_attrs(self) -> dict[str, Any]:
+        """Deprecated: :meth:`describe`."""
+        _renamed("group_attrs()", "describe()")
+        return self.describe()
 
     def dim_size(self, dim: str) -> int:
         """Length of the non-time dim ``dim``."""
@@ -400,3 +425,7 @@ __all__ = [
     "config_fields",
     "option",
 ]
+
+
+def _renamed(old: str, new: str) -> None:
+    warnings.warn(f"Extractor.{old} is deprecated: use Extractor.{new}", DeprecationWarning, stacklevel=3)
