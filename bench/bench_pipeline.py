@@ -92,6 +92,8 @@ def fstore_extract(files: list[str], specs: dict[str, dict[str, Any]], device: s
             "--device", device, "--precision", precision, "--workers", workers, "--json", "--quiet"]
     if "crepe" in specs:
         argv += ["--crepe-capacity", specs["crepe"].get("capacity", "full")]
+        if specs["crepe"].get("weights_path"):  # no flag: crepe's local weights come from FSTORE_CREPE_WEIGHTS
+            os.environ["FSTORE_CREPE_WEIGHTS"] = specs["crepe"]["weights_path"]
     if specs.get("openl3", {}).get("weights_path"):
         argv += ["--openl3-weights", specs["openl3"]["weights_path"]]
     if specs.get("mert", {}).get("model_path"):
@@ -159,9 +161,14 @@ def model_specs(models: list[str], capacity: str, smoke: bool, tmp: Path) -> tup
     notes = []
     for name in models:
         options: dict[str, Any] = {"capacity": capacity} if name == "crepe" else {}
+        sys.path.insert(0, str(ROOT))
+        if name == "crepe" and not registry.get(name).weights_info(registry.get(name).Config(capacity=capacity)).available:
+            from tests.helpers import write_crepe_layout
+
+            options["weights_path"] = str(write_crepe_layout(tmp / f"crepe_{capacity}_random.h5", capacity))
+            notes.append(f"crepe: random {capacity} weights in crepe's Keras layout (its weights package is not installed)")
         if name == "openl3" and (smoke or not registry.get(name).weights_info().available):
-            sys.path.insert(0, str(ROOT))
-            from tests.test_openl3 import write_official_layout
+            from tests.helpers import write_official_layout
 
             options["weights_path"] = str(write_official_layout(tmp / "openl3_random.h5"))
             notes.append("openl3: random weights in the official Keras layout")
@@ -241,9 +248,10 @@ def main() -> None:
         specs, notes = model_specs(models, args.crepe_capacity, args.smoke, tmp)
         no_bf16 = bf16_refused(args.device)
         # without bf16 instructions a 4096^3 bf16 GEMM runs in a slow fallback (~9 min on an AVX2-only EPYC)
-        bf16_rate = "n/a" if no_bf16 else f"{gemm_gflops('bf16'):.0f}"
+        bf16_rate = "n/a" if no_bf16 else f"{gemm_gflops('bf16', device=args.device):.0f}"
         print(f"{len(files)} clips, models {', '.join(models)} (crepe {args.crepe_capacity}), device {args.device}, "
-              f"{os.cpu_count()} CPUs; GEMM 4096^3: fp32 {gemm_gflops('fp32'):.0f}, bf16 {bf16_rate} GFLOP/s")
+              f"{os.cpu_count()} CPUs; {args.device} GEMM 4096^3: fp32 {gemm_gflops('fp32', device=args.device):.0f}, "
+              f"bf16 {bf16_rate} GFLOP/s")
         for note in notes:
             print(f"note: {note} (timing does not depend on the values)")
         if no_bf16:
@@ -256,6 +264,8 @@ def main() -> None:
         }
         if no_bf16:
             labels = {label: case for label, case in labels.items() if case[1] != "bf16"}
+        if args.device.startswith("cuda"):  # --workers auto is 0 on a GPU: (d) would repeat (c)
+            del labels["(d) bf16, --workers auto"]
         runs: dict[str, list[dict[str, Any]]] = {label: [] for label in labels}
         for _ in range(max(1, args.repeats)):
             for label, (case, precision, workers) in labels.items():

@@ -132,6 +132,40 @@ def write_official_layout(path: Path, seed: int = 0, drop: str | None = None, ba
     return path
 
 
+def write_crepe_layout(path: Path, capacity: str = "full", seed: int = 0) -> Path:
+    """Random-valued CREPE weights of ``capacity`` in crepe's Keras HDF5 layout (the packaged files' names:
+    conv1..conv6 with kernel (width, in, out) and bias, conv1-BN..conv6-BN, classifier), for machines
+    without the weights package of that capacity; timing does not depend on the values."""
+    import h5py
+
+    from featurestore.extractors._crepe_net import _FILTER_FACTORS, _WIDTHS, CAPACITIES, N_BINS
+
+    rng = np.random.default_rng(seed)
+    filters = [factor * CAPACITIES[capacity] for factor in _FILTER_FACTORS]
+    layers: list[tuple[str, list[tuple[str, np.ndarray]]]] = [("input", []), ("input-reshape", [])]
+    for i, (width, cin, cout) in enumerate(zip(_WIDTHS, [1, *filters], filters), start=1):
+        layers.append((f"conv{i}", [("kernel", rng.normal(0, np.sqrt(2 / (width * cin)), (width, cin, cout))),
+                                    ("bias", rng.normal(0, 0.05, cout))]))
+        layers.append((f"conv{i}-BN", [("gamma", rng.uniform(0.5, 1.5, cout)), ("beta", rng.normal(0, 0.2, cout)),
+                                       ("moving_mean", rng.normal(0, 0.5, cout)),
+                                       ("moving_variance", rng.uniform(0.5, 1.0, cout))]))
+        layers += [(f"conv{i}-maxpool", []), (f"conv{i}-dropout", [])]
+    flat = 4 * filters[-1]  # 4 time steps are left after six (2, 1) pools of 256
+    layers += [("transpose", []), ("flatten", []),
+               ("classifier", [("kernel", rng.normal(0, np.sqrt(1 / flat), (flat, N_BINS))),
+                               ("bias", rng.normal(0, 0.05, N_BINS))])]
+    with h5py.File(path, "w") as f:
+        f.attrs["backend"] = b"tensorflow"
+        f.attrs["keras_version"] = b"2.1.5"
+        f.attrs["layer_names"] = np.array([n.encode() for n, _ in layers])
+        for name, variables in layers:
+            g = f.create_group(name)
+            g.attrs["weight_names"] = np.array([f"{name}_1/{v}:0".encode() for v, _ in variables])
+            for v, a in variables:
+                g.create_dataset(f"{name}_1/{v}:0", data=a.astype(np.float32))
+    return path
+
+
 #: config.json of the published snapshot, with tiny sizes (same keys and model_type)
 TINY_CONFIG = {
     "activation_dropout": 0.1, "apply_spec_augment": True, "architectures": ["MERTModel"],

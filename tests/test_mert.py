@@ -373,6 +373,18 @@ def test_positional_conv_runs_in_fp32(precision):
     assert all(p.dtype == torch.float32 for p in conv.parameters())
 
 
+def test_the_folded_layers_keep_every_tensor_on_the_models_device():
+    """MertNet's own modules hold their tensors where the model's weights are (MERT's conv has no bias, and a
+    bias made on the CPU once broke every CUDA run): checked without a GPU on the "meta" device."""
+    import torch
+
+    from featurestore.extractors._mert_net import MertNet
+
+    net = MertNet(reference_model().to("meta"), torch.float32)
+    placed = {name: t.device.type for name, t in [*net.model.named_parameters(), *net.model.named_buffers()]}
+    assert placed and set(placed.values()) == {"meta"}, {n: d for n, d in placed.items() if d != "meta"}
+
+
 @pytest.mark.gpu
 @requires_gpu
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])

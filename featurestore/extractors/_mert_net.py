@@ -114,7 +114,7 @@ def _FirstLayer(layer: Any, dtype: Any) -> Any:
             conv, norm = layer.conv, layer.layer_norm
             self.kernel, self.stride, self.eps = conv.kernel_size[0], conv.stride[0], norm.eps
             self.register_buffer("weight", conv.weight.detach()[:, 0, :].t().float().contiguous())  # (k, C)
-            bias = conv.bias.detach() if conv.bias is not None else torch.zeros(conv.out_channels)
+            bias = conv.bias.detach() if conv.bias is not None else conv.weight.new_zeros(conv.out_channels)
             self.register_buffer("bias", bias.float())
             self.register_buffer("gamma", norm.weight.detach().float())
             self.register_buffer("beta", norm.bias.detach().float())
