@@ -31,8 +31,10 @@ SAMPLE_RATE = 48000
 WINDOW = 48000
 HOP = 4800
 EMBEDDING = 512
-#: windows embedded per batch (bounds memory: about 60 MB of activations per window in fp32)
+#: windows embedded per batch on a CPU (bounds memory: about 60 MB of activations per window in fp32)
 WINDOW_BATCH = 16
+#: on a GPU (about 4 GB in fp32, 2 GB in bf16): fewer, larger calls keep it busy
+GPU_WINDOW_BATCH = 64
 
 
 @dataclass(frozen=True)
@@ -127,17 +129,19 @@ class OpenL3(TorchExtractor):
         return self._extract_batch([wave])[0]
 
     def _extract_batch(self, waves: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Windows of consecutive songs fill each network batch of ``WINDOW_BATCH`` (short songs share one);
-        every window is embedded on its own, so each song's result equals ``extract(song)``. Windows stay
-        views of each song until their batch is stacked: memory is one batch whatever the lengths."""
+        """Windows of consecutive songs fill each network batch of ``WINDOW_BATCH`` (``GPU_WINDOW_BATCH`` on a
+        GPU; short songs share one); every window is embedded on its own, so each song's result equals
+        ``extract(song)``. Windows stay views of each song until their batch is stacked: memory is one batch
+        whatever the lengths."""
         import torch
 
         framed = [frame_signal(wave) for wave in waves]
         outs = [np.empty((f.shape[0], EMBEDDING), dtype=np.float32) for f in framed]
         slots = [(song, i) for song, f in enumerate(framed) for i in range(f.shape[0])]
+        size = GPU_WINDOW_BATCH if self._device.type == "cuda" else WINDOW_BATCH
         with torch.inference_mode():
-            for start in range(0, len(slots), WINDOW_BATCH):
-                batch = slots[start : start + WINDOW_BATCH]
+            for start in range(0, len(slots), size):
+                batch = slots[start : start + size]
                 chunk = torch.from_numpy(np.stack([framed[song][i] for song, i in batch]))
                 for (song, i), row in zip(batch, self.embed_windows(chunk).cpu().numpy()):
                     outs[song][i] = row
