@@ -26,9 +26,11 @@ _FLOAT16_RELATIVE_STEP = 2.0**-10
 class Tolerance:
     """What agreement means for one model at one precision: each check that is set must hold.
 
-    - Values: ``|stored - computed| <= max_abs + max_rel * |computed|`` for every value of a frame,
-      on at least the fraction ``frames`` of the frames (a pitch output's frequencies are left to the
-      cents check when ``max_cents`` is set).
+    - Values: ``|stored - computed| <= max_abs + max_rel * |computed| + max_frame_rel * M`` for every
+      value of a frame, ``M`` being the frame's largest ``|computed|`` value, on at least the fraction
+      ``frames`` of the frames (a pitch output's frequencies are left to the cents check when
+      ``max_cents`` is set). ``max_frame_rel`` is for outputs whose rounding noise scales with the
+      frame rather than with each value (OpenL3's log-magnitude frontend).
     - Cosine: every vector's cosine similarity at least ``min_cosine``; a vector is a frame's values
       along the ``feature`` dim (per layer, for MERT's stacked layers), or all of a frame's values
       without a ``feature`` dim; an output with only a time dim is one vector, the whole sequence.
@@ -39,6 +41,7 @@ class Tolerance:
 
     max_abs: float | None = None
     max_rel: float = 0.0
+    max_frame_rel: float = 0.0
     frames: float = 1.0
     min_cosine: float | None = None
     max_cents: float | None = None
@@ -55,7 +58,8 @@ class Tolerance:
         """The checks in words, as ``fstore verify`` prints them."""
         parts = []
         if self.max_abs is not None:
-            limit = f"{self.max_abs:g}" + (f" + {self.max_rel:g}·|x|" if self.max_rel else "")
+            limit = (f"{self.max_abs:g}" + (f" + {self.max_rel:g}·|x|" if self.max_rel else "")
+                     + (f" + {self.max_frame_rel:g}·(the frame's largest |x|)" if self.max_frame_rel else ""))
             what = "other values" if self.max_cents is not None else "values"
             parts.append(f"{what} within {limit}" + _on_frames(self.frames))
         if self.min_cosine is not None:
@@ -66,7 +70,8 @@ class Tolerance:
         return "; ".join(parts)
 
     def as_dict(self) -> dict[str, float | None]:
-        return {"max_abs": self.max_abs, "max_rel": self.max_rel, "frames": self.frames, "min_cosine": self.min_cosine,
+        return {"max_abs": self.max_abs, "max_rel": self.max_rel, "max_frame_rel": self.max_frame_rel,
+                "frames": self.frames, "min_cosine": self.min_cosine,
                 "max_cents": self.max_cents, "cents_frames": self.cents_frames, "confident": self.confident}
 
 
@@ -109,8 +114,11 @@ def compare(stored: np.ndarray, computed: np.ndarray, tolerance: Tolerance, dims
     if tolerance.max_cents is not None:
         pitch = _pitch_columns(rest, feature_names)
     if tolerance.max_abs is not None and a.shape[0]:
-        checked = _without(diff, pitch, rest)
-        limit = tolerance.max_abs + tolerance.max_rel * np.abs(_without(b, pitch, rest))
+        checked, values = _without(diff, pitch, rest), np.abs(_without(b, pitch, rest))
+        limit = tolerance.max_abs + tolerance.max_rel * values
+        if tolerance.max_frame_rel and values.size:
+            frame_scale = values.reshape(values.shape[0], -1).max(axis=1)
+            limit = limit + tolerance.max_frame_rel * frame_scale.reshape((-1,) + (1,) * (values.ndim - 1))
         if half:
             limit = limit + _float16_step(_without(a, pitch, rest), _without(b, pitch, rest))
         excess = (checked - limit).reshape(a.shape[0], -1)

@@ -37,6 +37,16 @@ def test_relative_limit_scales_with_the_value() -> None:
     assert not compare(stored, computed, Tolerance(max_abs=1e-6), ("time",)).ok
 
 
+def test_frame_relative_limit_scales_with_the_frames_largest_value() -> None:
+    stored = np.array([[100.0, 0.1], [1.0, 0.1]], np.float32)  # the same small value in a loud and a quiet frame
+    computed = stored + np.array([[0.0, 0.5], [0.0, 0.5]], np.float32)
+    assert not compare(stored, computed, Tolerance(max_abs=1e-2, max_rel=1e-2), ("time", "feature")).ok
+    loud_only = compare(stored, computed, Tolerance(max_abs=1e-2, max_frame_rel=1e-2), ("time", "feature"))
+    assert not loud_only.ok and "50 % of frames" in loud_only.failures[0]
+    assert compare(stored[:1], computed[:1], Tolerance(max_abs=1e-2, max_frame_rel=1e-2), ("time", "feature")).ok
+    assert "0.01·(the frame's largest |x|)" in Tolerance(max_abs=1e-2, max_frame_rel=1e-2).describe()
+
+
 def test_cosine_is_per_frame_along_the_feature_dim() -> None:
     scaled = EMBEDDING * 1.01  # same directions: a cosine-only tolerance accepts it
     assert compare(EMBEDDING, scaled, Tolerance(min_cosine=0.9999), ("time", "feature")).ok

@@ -81,10 +81,12 @@ class OpenL3(TorchExtractor):
                                       dims=("time", "feature"), sizes={"feature": EMBEDDING})
 
     def tolerance(self) -> Tolerance:
-        """fp32: the parity test's bounds (tests/test_openl3.py): per-frame cosine >= 0.99999 and every value
-        within 1e-2 + 1e-3·|value|. bf16/fp16: the bf16 accuracy gate, per-frame cosine >= 0.9999."""
+        """fp32: the parity test's cosine (per frame >= 0.99999), and every value within 1e-2 + 1e-2 of its
+        frame's largest value: the log-magnitude frontend's 80 dB range reaches below float32's rounding of
+        the FFT, so two correct fp32 runs (another CPU, a GPU) differ by up to 5e-3 of a frame's scale
+        (tests/test_openl3.py). bf16/fp16: the bf16 accuracy gate, per-frame cosine >= 0.9999."""
         if self.config.precision == "fp32":
-            return Tolerance(max_abs=1e-2, max_rel=1e-3, min_cosine=0.99999)
+            return Tolerance(max_abs=1e-2, max_frame_rel=1e-2, min_cosine=0.99999)
         return Tolerance(min_cosine=0.9999)
 
     def n_frames(self, n_samples: int) -> int:
