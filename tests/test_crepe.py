@@ -14,6 +14,7 @@ from featurestore.extractors.crepe import Crepe, normalized_frames
 from featurestore.testing import ExtractorContract, test_signal
 
 from .conftest import requires_gpu, requires_shared, shared_path
+from .helpers import requires_bf16_cpu
 
 FIXTURES = ("chirp", "noise", "sample", "silence")
 
@@ -91,11 +92,13 @@ def _bf16_agreement(capacity: str) -> float:
 
 
 @requires_shared
+@requires_bf16_cpu
 def test_bf16_agrees_with_fp32_tiny() -> None:
     assert _bf16_agreement("tiny") >= 0.99
 
 
 @requires_shared
+@requires_bf16_cpu
 @pytest.mark.slow
 def test_bf16_agrees_with_fp32_full() -> None:
     assert _bf16_agreement("full") >= 0.99
