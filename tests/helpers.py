@@ -100,8 +100,6 @@ _CONVS = ((1, 64), (64, 64), (64, 128), (128, 128), (128, 256), (256, 256), (256
 
 def write_official_layout(path: Path, seed: int = 0, drop: str | None = None, bad_shape: str | None = None) -> Path:
     """A random-valued weights file in the official Keras HDF5 layout (names as in the parity file)."""
-    import h5py
-
     rng = np.random.default_rng(seed)
     layers: list[tuple[str, list[tuple[str, np.ndarray]]]] = [("input_1", []), ("melspectrogram", [])]
 
@@ -117,27 +115,16 @@ def write_official_layout(path: Path, seed: int = 0, drop: str | None = None, ba
         if i < 7:
             bn(f"batch_normalization_{i + 1}", cout, 0.0, 0.5)
             layers.append((f"activation_{i}" if i else "activation", []))
-    with h5py.File(path, "w") as f:
-        f.attrs["backend"] = b"tensorflow"
-        f.attrs["keras_version"] = b"2.21.0"
-        f.attrs["layer_names"] = np.array([n.encode() for n, _ in layers])
-        for name, variables in layers:
-            g = f.create_group(name)
-            g.attrs["weight_names"] = np.array([f"{name}/{v}:0".encode() for v, _ in variables])
-            for v, a in variables:
-                if name == drop:
-                    continue
-                shape = a.shape[:-1] + (a.shape[-1] + 1,) if name == bad_shape and v != "bias" else a.shape
-                g.create_dataset(f"{name}/{v}:0", data=np.resize(a, shape).astype(np.float32))
-    return path
+    if bad_shape is not None:  # one more output channel in the layer's kernel than its bias has
+        layers = [(name, [(v, np.resize(a, a.shape[:-1] + (a.shape[-1] + 1,)) if name == bad_shape and v != "bias"
+                           else a) for v, a in variables]) for name, variables in layers]
+    return _write_keras_layers(path, layers, b"2.21.0", "{layer}", missing=drop)
 
 
 def write_crepe_layout(path: Path, capacity: str = "full", seed: int = 0) -> Path:
     """Random-valued CREPE weights of ``capacity`` in crepe's Keras HDF5 layout (the packaged files' names:
     conv1..conv6 with kernel (width, in, out) and bias, conv1-BN..conv6-BN, classifier), for machines
     without the weights package of that capacity; timing does not depend on the values."""
-    import h5py
-
     from featurestore.extractors._crepe_net import _FILTER_FACTORS, _WIDTHS, CAPACITIES, N_BINS
 
     rng = np.random.default_rng(seed)
@@ -154,15 +141,27 @@ def write_crepe_layout(path: Path, capacity: str = "full", seed: int = 0) -> Pat
     layers += [("transpose", []), ("flatten", []),
                ("classifier", [("kernel", rng.normal(0, np.sqrt(1 / flat), (flat, N_BINS))),
                                ("bias", rng.normal(0, 0.05, N_BINS))])]
+    return _write_keras_layers(path, layers, b"2.1.5", "{layer}_1")
+
+
+def _write_keras_layers(path: Path, layers: list[tuple[str, list[tuple[str, np.ndarray]]]], keras_version: bytes,
+                        scope: str, missing: str | None = None) -> Path:
+    """A Keras HDF5 weights file: ``layer_names``, then a group per layer whose ``weight_names`` list its
+    variables as ``<scope>/<variable>:0`` (``scope`` formatted with ``layer``), float32. The variables of
+    layer ``missing`` are listed but not written."""
+    import h5py
+
     with h5py.File(path, "w") as f:
         f.attrs["backend"] = b"tensorflow"
-        f.attrs["keras_version"] = b"2.1.5"
+        f.attrs["keras_version"] = keras_version
         f.attrs["layer_names"] = np.array([n.encode() for n, _ in layers])
         for name, variables in layers:
             g = f.create_group(name)
-            g.attrs["weight_names"] = np.array([f"{name}_1/{v}:0".encode() for v, _ in variables])
-            for v, a in variables:
-                g.create_dataset(f"{name}_1/{v}:0", data=a.astype(np.float32))
+            names = [f"{scope.format(layer=name)}/{v}:0" for v, _ in variables]
+            g.attrs["weight_names"] = np.array([n.encode() for n in names])
+            if name != missing:
+                for n, (_, a) in zip(names, variables):
+                    g.create_dataset(n, data=a.astype(np.float32))
     return path
 
 

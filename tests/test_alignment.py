@@ -110,6 +110,19 @@ def peak_offset(y: np.ndarray, k: int) -> float:
     return 0.5 * (left - right) / (left - 2 * centre + right)
 
 
+def event_offsets(curve: np.ndarray, times: np.ndarray, events_s: Sequence[float], hop: float, what: str) -> np.ndarray:
+    """For each event (s), where ``curve`` (one value per time of ``times``, s) peaks within 5 hops of it,
+    located between frames (parabola through the peak and its neighbours), minus the event (s); asserts
+    each peak frame within one hop of its event."""
+    offsets = []
+    for event in events_s:
+        near = np.flatnonzero(np.abs(times - event) <= 5 * hop)
+        k = near[np.argmax(curve[near])]
+        assert abs(times[k] - event) <= hop, f"event at {event} s: {what} peaks at {times[k]} s"
+        offsets.append(times[k] + peak_offset(curve, k) * hop - event)
+    return np.array(offsets)
+
+
 def frame_distance(features: np.ndarray) -> np.ndarray:
     """Cosine distance between consecutive frames of (T, D) features, shape (T - 1,), in float64: the
     frames of a deep random network can differ by less than float32 resolves in a cosine."""
@@ -130,13 +143,8 @@ def test_madmom_activation_peaks_at_each_click(tmp_path):
     frames (parabola through the peak and its neighbours) lie within half a frame of the clicks on
     average."""
     activation = stored(tmp_path, MadmomBeats(), clicks(CLICKS_S, CLICKS_DURATION_S))
-    times, values, hop = activation.time.values, activation.values, activation.attrs["hop_s"]
-    offsets = []
-    for click in CLICKS_S:
-        near = np.flatnonzero(np.abs(times - click) <= 5 * hop)
-        k = near[np.argmax(values[near])]
-        assert abs(times[k] - click) <= hop, f"click at {click} s: activation peaks at {times[k]} s"
-        offsets.append(times[k] + peak_offset(values, k) * hop - click)
+    hop = activation.attrs["hop_s"]
+    offsets = event_offsets(activation.values, activation.time.values, CLICKS_S, hop, "activation")
     assert abs(np.mean(offsets)) <= hop / 2, offsets
 
 
@@ -227,14 +235,7 @@ def mert_offsets(features: np.ndarray, times: np.ndarray, hop: float) -> np.ndar
     """For each of ``MERT_CHANGES_S``, where the frame-to-frame cosine distance of (T, D) ``features``
     peaks (between frames, parabola through the largest pair and its neighbours) minus the change (s);
     asserts each peak pair within one frame of its change."""
-    distance, middles = frame_distance(features), (times[1:] + times[:-1]) / 2
-    offsets = []
-    for change in MERT_CHANGES_S:
-        near = np.flatnonzero(np.abs(middles - change) <= 5 * hop)
-        k = near[np.argmax(distance[near])]
-        assert abs(middles[k] - change) <= hop, f"change at {change} s: distance peaks at {middles[k]} s"
-        offsets.append(middles[k] + peak_offset(distance, k) * hop - change)
-    return np.array(offsets)
+    return event_offsets(frame_distance(features), (times[1:] + times[:-1]) / 2, MERT_CHANGES_S, hop, "distance")
 
 
 def test_mert_frame_distance_peaks_at_each_timbre_change(tmp_path):
