@@ -161,18 +161,20 @@ def model_specs(models: list[str], capacity: str, smoke: bool, tmp: Path) -> tup
     notes = []
     for name in models:
         options: dict[str, Any] = {"capacity": capacity} if name == "crepe" else {}
+        cls = registry.get(name)
+        available = cls.weights_info(cls.Config(**options)).available
         sys.path.insert(0, str(ROOT))
-        if name == "crepe" and not registry.get(name).weights_info(registry.get(name).Config(capacity=capacity)).available:
+        if name == "crepe" and not available:
             from tests.helpers import write_crepe_layout
 
             options["weights_path"] = str(write_crepe_layout(tmp / f"crepe_{capacity}_random.h5", capacity))
             notes.append(f"crepe: random {capacity} weights in crepe's Keras layout (its weights package is not installed)")
-        if name == "openl3" and (smoke or not registry.get(name).weights_info().available):
+        if name == "openl3" and (smoke or not available):
             from tests.helpers import write_official_layout
 
             options["weights_path"] = str(write_official_layout(tmp / "openl3_random.h5"))
             notes.append("openl3: random weights in the official Keras layout")
-        if name == "mert" and (smoke or not registry.get(name).weights_info().available):
+        if name == "mert" and (smoke or not available):
             from bench_mert import MERT_95M, write_random_snapshot
 
             config = {**MERT_95M, **MERT_TINY} if smoke else MERT_95M
